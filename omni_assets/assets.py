@@ -1,0 +1,242 @@
+"""The partitioned video asset, its checks, and the metadata each partition shows in the UI.
+
+Two paths lead to a materialized partition:
+
+* the sensor path (the main one): the poll sensor sees finished tasks and launches one
+  ``omni_materialize`` run per tick, whose op reports an ``AssetMaterialization`` (and check
+  evaluations) per partition;
+* the blocking path: "Materialize" on a partition runs :func:`omni_video` itself, which submits
+  the request (or resumes its registered task), waits within the deadline and downloads.
+
+Both end in :func:`omni_assets.materialize.materialize_record` and :func:`video_metadata`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
+    AssetsDefinition,
+    DataVersion,
+    DynamicPartitionsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from .checks import CHECK_MATCHES_REQUEST, CHECK_PLAYS, CheckOutcome, evaluate_checks
+from .dagster_runtime import runtime_from_resources
+from .materialize import MaterializedVideo, materialize_record
+from .providers import capabilities
+from .providers.errors import TaskFailedError, TaskTimeoutError
+from .providers.wait import wait
+from .registry import Record, RecordState
+from .request import VideoRequest
+from .runtime import OmniRuntime
+from .submit import submit_pending
+
+__all__ = [
+    "VIDEO_ASSET_KEY",
+    "build_video_asset",
+    "check_evaluations",
+    "materialization_event",
+    "omni_video_partitions",
+    "report_failure",
+    "video_metadata",
+]
+
+VIDEO_ASSET_KEY = AssetKey("omni_video")
+omni_video_partitions = DynamicPartitionsDefinition(name="omni_video")
+
+_CHECK_SPECS = [
+    AssetCheckSpec(CHECK_PLAYS, asset=VIDEO_ASSET_KEY,
+                   description="The mp4 decodes: a video stream with frames and a duration."),
+    AssetCheckSpec(CHECK_MATCHES_REQUEST, asset=VIDEO_ASSET_KEY,
+                   description="Duration (within 1 s) and aspect ratio (within 5%) match the request."),
+]
+
+
+def video_metadata(runtime: OmniRuntime, record: Record, video: MaterializedVideo) -> dict[str, Any]:
+    """What a person auditing this partition in the UI wants to see."""
+    request = VideoRequest.model_validate_json(record.request_json)
+    timings = video.sidecar.get("timings", {})
+    meta: dict[str, Any] = {
+        "dagster/uri": MetadataValue.text(video.uri),
+        "video": MetadataValue.url(runtime.storage.http_url(runtime.storage.video_path(record.key))),
+        "prompt": MetadataValue.text(request.prompt),
+        "provider": MetadataValue.text(record.provider),
+        "model": MetadataValue.text(record.model),
+        "task_id": MetadataValue.text(record.task_id or ""),
+        "attempt": MetadataValue.int(record.attempt),
+        "sha256": MetadataValue.text(video.sha256),
+        "size_bytes": MetadataValue.int(video.size),
+        "duration_s": MetadataValue.float(round(video.probe.duration_s, 3)),
+        "resolution": MetadataValue.text(f"{video.probe.width}x{video.probe.height}"),
+        "codec": MetadataValue.text(f"{video.probe.video_codec}/{video.probe.audio_codec or '-'}"),
+        "download_s": MetadataValue.float(round(video.download_s, 3)),
+        "fingerprint": MetadataValue.text(record.fingerprint),
+    }
+    for name in ("queue_s", "generation_s"):
+        if name in timings:
+            meta[name] = MetadataValue.float(float(timings[name]))
+    if record.cost is not None:
+        meta["cost"] = MetadataValue.float(float(record.cost))
+    if record.credits is not None:
+        meta["credits"] = MetadataValue.float(float(record.credits))
+    if record.sources:
+        meta["source_images"] = MetadataValue.json(record.sources)
+    if record.parent_key:
+        meta["parent"] = MetadataValue.text(record.parent_key)
+    if request.tags:
+        meta["tags"] = MetadataValue.json(dict(request.tags))
+    return meta
+
+
+def _outcomes(runtime: OmniRuntime, record: Record, video: MaterializedVideo) -> list[CheckOutcome]:
+    request = VideoRequest.model_validate_json(record.request_json)
+    fixed = capabilities.get(record.provider, record.model).fixed_duration
+    return evaluate_checks(request, video.probe, expected_duration=fixed)
+
+
+def check_evaluations(
+    runtime: OmniRuntime, record: Record, video: MaterializedVideo
+) -> list[AssetCheckEvaluation]:
+    """Partitioned check evaluations, for runs that report materializations from an op."""
+    return [
+        AssetCheckEvaluation(
+            asset_key=VIDEO_ASSET_KEY,
+            check_name=o.name,
+            passed=o.passed,
+            metadata={**o.metadata, "detail": o.description},
+            severity=AssetCheckSeverity.WARN,
+            description=o.description,
+            partition=record.key,
+        )
+        for o in _outcomes(runtime, record, video)
+    ]
+
+
+def materialization_event(
+    runtime: OmniRuntime, record: Record, video: MaterializedVideo
+) -> AssetMaterialization:
+    return AssetMaterialization(
+        asset_key=VIDEO_ASSET_KEY,
+        partition=record.key,
+        metadata=video_metadata(runtime, record, video),
+        tags={"dagster/data_version": video.sha256},
+    )
+
+
+def build_video_asset(provider_keys: Sequence[str], *, deps: Iterable[Any] = ()) -> AssetsDefinition:
+    """The ``omni_video`` asset, needing the given provider resources plus storage and registry."""
+
+    @asset(
+        key=VIDEO_ASSET_KEY,
+        partitions_def=omni_video_partitions,
+        required_resource_keys={"omni_storage", "omni_registry", *provider_keys},
+        check_specs=_CHECK_SPECS,
+        deps=list(deps),
+        group_name="omni",
+        kinds={"video"},
+        description="Gemini Omni videos, one partition per request. Materializing a partition "
+        "submits it (or resumes its registered task), waits and downloads.",
+    )
+    def omni_video(context: AssetExecutionContext) -> MaterializeResult:
+        runtime = runtime_from_resources(context.resources, provider_keys)
+        record = _ready_record(context, runtime, context.partition_key)
+        if not runtime.registry.claim([record.key], context.run_id):
+            record = runtime.registry.get(record.key) or record
+            if record.state != RecordState.MATERIALIZED:
+                raise Failure(f"{record.key} is being materialized by run {record.run_id}")
+        client = runtime.providers[record.provider]
+        try:
+            video = materialize_record(runtime.registry, client, runtime.storage,
+                                       runtime.registry.get(record.key) or record)
+        except BaseException:
+            runtime.registry.release(record.key)
+            raise
+        record = runtime.registry.get(record.key) or record
+        return MaterializeResult(
+            metadata=video_metadata(runtime, record, video),
+            data_version=DataVersion(video.sha256),
+            check_results=[
+                AssetCheckResult(check_name=o.name, passed=o.passed, description=o.description,
+                                 metadata=o.metadata, severity=AssetCheckSeverity.WARN)
+                for o in _outcomes(runtime, record, video)
+            ],
+        )
+
+    return omni_video
+
+
+def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str) -> Record:
+    """Submit (or resume) ``key`` and wait until its video can be downloaded."""
+    registry = runtime.registry
+    record = registry.get(key)
+    if record is None:
+        raise Failure(f"partition {key!r} is not a registered request; add it to the requests file")
+    if record.state in (RecordState.FAILED, RecordState.UNKNOWN, RecordState.CANCELLED):
+        raise Failure(
+            f"{key} ended {record.state.value}: {(record.error or {}).get('message')}. "
+            f"A failed generation is not paid for again unless you ask: `omni-assets retry {key}`",
+            metadata={"task_id": record.task_id or "", "error": MetadataValue.json(record.error or {})},
+        )
+    if record.state == RecordState.PENDING:
+        context.log.info(f"submitting {key}")
+        report = submit_pending(registry, runtime.providers, runtime.storage,
+                                limits=runtime.limits, keys=[key])
+        record = registry.get(key) or record
+        if record.state != RecordState.IN_FLIGHT:
+            reason = report.failed.get(key) or report.unknown.get(key) or (
+                report.blocked_providers.get(record.provider) or "waiting for its parent or budget")
+            raise Failure(f"{key} was not submitted: {reason}")
+    if record.state == RecordState.IN_FLIGHT:
+        assert record.task_ref is not None
+        client = runtime.providers[record.provider]
+        policy = runtime.policies.get(record.provider)
+        remaining = (policy.deadline_s if policy else 1800) - (time.time() - (record.submitted_at or 0))
+        context.log.info(f"waiting for task {record.task_id} at {record.provider}")
+        try:
+            status = wait(
+                client, record.task_ref, deadline=max(1.0, remaining),
+                interval=policy.interval_s if policy else 10.0,
+                on_status=lambda s: context.log.info(
+                    f"{key}: {s.raw_status}" + (f" {s.progress}%" if s.progress is not None else "")),
+            )
+        except (TaskFailedError, TaskTimeoutError) as exc:
+            raise Failure(str(exc), metadata={"task_id": record.task_id or ""}) from exc
+        except BaseException:
+            # Terminated: the task is paid for and keeps running. Cancel where the provider can;
+            # otherwise the poll sensor finds it finished and materializes it later.
+            if client.can_cancel:
+                client.cancel(record.task_ref)
+            raise
+        registry.record_status(key, status)
+        record = registry.get(key) or record
+    if record.state not in (RecordState.READY, RecordState.MATERIALIZED, RecordState.MATERIALIZING):
+        raise Failure(f"{key} is {record.state.value}, not ready to download")
+    return record
+
+
+def report_failure(runtime: OmniRuntime, record: Record) -> dict[str, Any]:
+    """Metadata for an observation that tells the UI why a partition has no video."""
+    error = record.error or {}
+    return {
+        "status": MetadataValue.text(record.state.value),
+        "reason": MetadataValue.text(str(error.get("message") or "unknown")),
+        "task_id": MetadataValue.text(record.task_id or ""),
+        "provider": MetadataValue.text(record.provider),
+        "model": MetadataValue.text(record.model),
+        "retry": MetadataValue.text(f"omni-assets retry {record.key}"),
+    }
+

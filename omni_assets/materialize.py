@@ -1,0 +1,134 @@
+"""Materialize a finished task: download, verify, write the sidecar, record the outcome.
+
+The mp4 is streamed from the provider into storage (a temporary key, committed only when whole);
+if the provider's URL has expired the task is queried again for a fresh one. The file is verified
+(sha256 and size from the stream, duration/resolution/codec from a PyAV probe) before its sidecar
+is written. Re-running on a key already materialized with the same content downloads nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .probe import VideoProbe, probe_video
+from .providers.base import Provider
+from .providers.errors import DownloadError, UrlExpiredError
+from .registry import Record, Registry
+from .storage import VideoStorage
+
+__all__ = ["MaterializedVideo", "materialize_record"]
+
+log = logging.getLogger("omni_assets.materialize")
+
+
+@dataclass(frozen=True)
+class MaterializedVideo:
+    """Everything known about one video in storage: what the sidecar holds."""
+
+    key: str
+    uri: str
+    sha256: str
+    size: int
+    probe: VideoProbe
+    sidecar: dict[str, Any]
+    download_s: float
+    reused: bool  # True when an earlier run had already stored this exact video
+
+
+def materialize_record(
+    registry: Registry, provider: Provider, storage: VideoStorage, record: Record
+) -> MaterializedVideo:
+    """Download and verify ``record``'s video; the caller has claimed the record."""
+    path = storage.video_path(record.key)
+    sidecar_path = storage.sidecar_path(record.key)
+    existing = _reusable(storage, record)
+    if existing is not None:
+        probe = probe_video(storage.fs, path)
+        registry.record_materialized(record.key, existing["uri"], existing["sha256"], existing["size"])
+        return MaterializedVideo(record.key, existing["uri"], existing["sha256"], existing["size"],
+                                 probe, existing, 0.0, reused=True)
+    if storage.exists(sidecar_path):
+        # The request changed since this video was made: keep the old one, never reuse it.
+        old = storage.read_json(sidecar_path)
+        storage.archive_video(record.key, str(old.get("fingerprint", "old"))[:12])
+    started = time.monotonic()
+    url = record.video_url
+    if not url:
+        url = _fresh_url(registry, provider, record)
+    try:
+        result = provider.download(url, storage.uri(path), **storage.storage_options)
+    except UrlExpiredError:
+        log.info("URL for %s expired; asking %s for a fresh one", record.key, provider.name)
+        url = _fresh_url(registry, provider, record)
+        result = provider.download(url, storage.uri(path), **storage.storage_options)
+    download_s = time.monotonic() - started
+    probe = probe_video(storage.fs, path)
+    sidecar = build_sidecar(record, result.uri, result.sha256, result.size, probe, download_s)
+    storage.write_json_atomic(sidecar_path, sidecar)
+    registry.record_materialized(record.key, result.uri, result.sha256, result.size)
+    return MaterializedVideo(record.key, result.uri, result.sha256, result.size, probe, sidecar,
+                             download_s, reused=False)
+
+
+def _reusable(storage: VideoStorage, record: Record) -> dict[str, Any] | None:
+    """The sidecar of an already stored video for this exact content and task, if any."""
+    sidecar_path = storage.sidecar_path(record.key)
+    if not (storage.exists(sidecar_path) and storage.exists(storage.video_path(record.key))):
+        return None
+    sidecar = storage.read_json(sidecar_path)
+    same = sidecar.get("fingerprint") == record.fingerprint and sidecar.get("task_id") == record.task_id
+    if same and storage.size(storage.video_path(record.key)) == sidecar.get("size"):
+        return sidecar
+    return None
+
+
+def _fresh_url(registry: Registry, provider: Provider, record: Record) -> str:
+    assert record.task_ref is not None
+    status = provider.status(record.task_ref)
+    if not status.video_url:
+        raise DownloadError(
+            f"task {record.task_id} has no video URL any more (status {status.raw_status!r})",
+            provider=provider.name, task_id=record.task_id,
+        )
+    registry.update_url(record.key, status.video_url, status.expires_at)
+    return status.video_url
+
+
+def build_sidecar(
+    record: Record, uri: str, sha256: str, size: int, probe: VideoProbe, download_s: float
+) -> dict[str, Any]:
+    """The JSON written beside each video: enough to audit it without the Dagster instance."""
+    timings = record_timings(record)
+    timings["download_s"] = round(download_s, 3)
+    return {
+        "key": record.key,
+        "uri": uri,
+        "sha256": sha256,
+        "size": size,
+        "fingerprint": record.fingerprint,
+        "request": record.request,
+        "provider": record.provider,
+        "model": record.model,
+        "task_id": record.task_id,
+        "attempt": record.attempt,
+        "cost": record.cost,
+        "credits": record.credits,
+        "timings": timings,
+        "probe": asdict(probe),
+        "sources": record.sources,
+        "parent": record.parent_key,
+        "materialized_at": time.time(),
+    }
+
+
+def record_timings(record: Record) -> dict[str, Any]:
+    """Seconds spent queued+generating at the provider, from our own clock and the provider's."""
+    out: dict[str, Any] = {}
+    if record.submitted_at and record.remote_done_at:
+        out["generation_s"] = round(record.remote_done_at - record.submitted_at, 3)
+    if record.registered_at and record.submitted_at:
+        out["queue_s"] = round(record.submitted_at - record.registered_at, 3)
+    return out

@@ -1,0 +1,139 @@
+"""Dagster resources: configuration only, each handing out a plain client.
+
+One resource per provider (API key through ``dagster.EnvVar``, base URL, model, timeouts, polling,
+in-flight budget, rate limit; ``get_client()``), one for storage and one for the task registry.
+Keys never appear in run config or logs: Dagster shows an ``EnvVar`` by name, not by value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
+
+from .emulator_process import ensure_emulator
+from .poll import PollPolicy
+from .providers import get_provider
+from .providers.base import Provider
+from .registry import Registry, default_registry_url
+from .storage import VideoStorage
+from .submit import SubmitLimits
+
+__all__ = [
+    "APIMartResource",
+    "CRUNResource",
+    "JimmyAIResource",
+    "OmniRegistryResource",
+    "OmniStorageResource",
+    "ProviderResource",
+    "ToAPIsResource",
+]
+
+
+class ProviderResource(ConfigurableResource):  # type: ignore[misc]
+    """Settings shared by every provider resource."""
+
+    provider_name: ClassVar[str]
+
+    api_key: str = Field(description="API key; pass dagster.EnvVar('<PROVIDER>_API_KEY').")
+    base_url: str | None = Field(default=None, description="Override the provider's base URL.")
+    model: str | None = Field(default=None, description="Default model for this provider.")
+    timeout_s: float = Field(default=30.0, description="Per-HTTP-call timeout, seconds.")
+    poll_interval_s: float = Field(default=10.0, description="Seconds between status polls.")
+    deadline_s: float = Field(
+        default=1800.0, description="Give up polling a task this long after submission."
+    )
+    max_in_flight: int = Field(default=20, description="Tasks submitted but not finished, at most.")
+    rate_limit_per_s: float = Field(default=2.0, description="Submissions per second, at most.")
+    emulator_url: str | None = Field(
+        default=None,
+        description="Set in emulator mode: the emulator is started on this URL if not running.",
+    )
+
+    _client: Provider | None = PrivateAttr(default=None)
+
+    def get_client(self) -> Provider:
+        """A client for this provider, created once per resource instance."""
+        if self._client is None:
+            if self.emulator_url:
+                ensure_emulator(self.emulator_url)
+            self._client = get_provider(
+                self.provider_name,
+                api_key=self.api_key,
+                base_url=self.base_url,
+                model=self.model,
+                timeout=self.timeout_s,
+            )
+        return self._client
+
+    @property
+    def limits(self) -> SubmitLimits:
+        return SubmitLimits(max_in_flight=self.max_in_flight, rate_per_s=self.rate_limit_per_s)
+
+    @property
+    def poll_policy(self) -> PollPolicy:
+        return PollPolicy(interval_s=self.poll_interval_s, deadline_s=self.deadline_s)
+
+    def teardown_after_execution(self, context: Any) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+class JimmyAIResource(ProviderResource):
+    """JimmyAI (``Gemini-Omini``, ``omni-10s``); key from ``JIMMYAI_API_KEY``."""
+
+    provider_name: ClassVar[str] = "jimmyai"
+
+
+class APIMartResource(ProviderResource):
+    """APIMart (``gemini-omni-flash-preview``, ``Omni-Flash-Ext``); key from ``APIMART_API_KEY``."""
+
+    provider_name: ClassVar[str] = "apimart"
+
+
+class ToAPIsResource(ProviderResource):
+    """ToAPIs (``gemini_omni_flash``, ``gemini_omni``); key from ``TOAPIS_API_KEY``."""
+
+    provider_name: ClassVar[str] = "toapis"
+
+
+class CRUNResource(ProviderResource):
+    """CRUN (``google/gemini-omni``); key from ``CRUN_API_KEY`` (sent as ``x-api-key``)."""
+
+    provider_name: ClassVar[str] = "crun"
+
+
+PROVIDER_RESOURCES: dict[str, type[ProviderResource]] = {
+    cls.provider_name: cls
+    for cls in (JimmyAIResource, APIMartResource, ToAPIsResource, CRUNResource)
+}
+
+
+class OmniStorageResource(ConfigurableResource):  # type: ignore[misc]
+    """Where videos, sidecars and sources go: any fsspec URL (local folder, ``s3://``...)."""
+
+    url: str = Field(description="fsspec URL of the storage root, e.g. s3://bucket/videos.")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options (for S3: endpoint_url via client_kwargs, etc.). Credentials "
+        "are best left to the environment (AWS_ACCESS_KEY_ID...), not put here.",
+    )
+
+    def get_storage(self) -> VideoStorage:
+        return VideoStorage(self.url, dict(self.storage_options))
+
+
+class OmniRegistryResource(ConfigurableResource):  # type: ignore[misc]
+    """The durable task registry (SQLite under DAGSTER_HOME by default, or Postgres)."""
+
+    url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default $OMNI_REGISTRY_URL or SQLite."
+    )
+
+    _registry: Registry | None = PrivateAttr(default=None)
+
+    def get_registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = Registry(self.url or default_registry_url())
+        return self._registry

@@ -1,0 +1,67 @@
+"""What one step of the pipeline works with: registry, storage, clients and their limits.
+
+Built from Dagster resources by the Dagster layer, or directly by scripts and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .poll import PollPolicy
+from .providers import capabilities
+from .providers.base import Provider
+from .providers.errors import InvalidRequestError
+from .registry import RegisterItem, RegisterResult, Registry
+from .request import VideoRequest
+from .storage import VideoStorage
+from .submit import SubmitLimits
+
+__all__ = ["OmniRuntime"]
+
+
+@dataclass
+class OmniRuntime:
+    registry: Registry
+    storage: VideoStorage
+    providers: Mapping[str, Provider]
+    default_provider: str
+    limits: Mapping[str, SubmitLimits] = field(default_factory=dict)
+    policies: Mapping[str, PollPolicy] = field(default_factory=dict)
+
+    def provider_for(self, request: VideoRequest) -> str:
+        return request.provider or self.default_provider
+
+    def model_for(self, request: VideoRequest) -> str:
+        name = self.provider_for(request)
+        client = self.providers.get(name)
+        return capabilities.resolve_model(name, request.model or (client.model if client else None))
+
+    def validate(self, request: VideoRequest, provider: str) -> None:
+        """Capability check (no HTTP) for ``provider``, with the configured default model."""
+        client = self.providers.get(provider)
+        if client is None:
+            raise InvalidRequestError(
+                "provider", provider,
+                ", ".join(sorted(self.providers)) + " (configured here)",
+                request_key=request.key,
+            )
+        model = request.model or client.model
+        capabilities.validate(request, provider, model)
+
+    def can_extend(self, request: VideoRequest, provider: str) -> bool:
+        return capabilities.get(provider, self.model_for(request)).extension is not None
+
+    def register(self, requests: list[VideoRequest]) -> RegisterResult:
+        items = [
+            RegisterItem(
+                key=r.key,
+                fingerprint=r.fingerprint(),
+                provider=self.provider_for(r),
+                model=self.model_for(r),
+                request_json=r.model_dump_json(),
+                parent_key=r.extends,
+            )
+            for r in requests
+        ]
+        return self.registry.register(items)

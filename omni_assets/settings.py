@@ -1,0 +1,70 @@
+"""Settings read from the environment (the interface other tools rely on; see design.md).
+
+``OMNI_PROVIDER``     default provider: ``emulator`` (default), ``jimmyai``, ``apimart``, ``toapis``,
+                      ``crun``. ``emulator`` points every provider at the built-in emulator.
+``OMNI_STORAGE_URL``  fsspec URL of the storage root (default ``./.omni/storage``).
+``OMNI_REQUESTS``     requests file (YAML or JSONL).
+``OMNI_REGISTRY_URL`` task registry database (default: SQLite under ``$DAGSTER_HOME``).
+``OMNI_EMULATOR_URL`` where the emulator listens in emulator mode (default 127.0.0.1:8765).
+``OMNI_EMULATOR_DIALECT`` which provider dialect requests without a provider use in emulator mode.
+``<PROVIDER>_API_KEY`` / ``<PROVIDER>_BASE_URL`` per provider, e.g. ``APIMART_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .providers.base import PROVIDER_NAMES
+
+__all__ = ["EMULATOR", "EMULATOR_API_KEY", "Settings"]
+
+EMULATOR = "emulator"
+# The emulator accepts any key; this one is not a secret and says what it is.
+EMULATOR_API_KEY = "emulator-not-a-secret"
+DEFAULT_EMULATOR_URL = "http://127.0.0.1:8765"
+
+
+@dataclass(frozen=True)
+class Settings:
+    provider: str
+    storage_url: str
+    requests_path: str | None
+    emulator_url: str
+    emulator_dialect: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        provider = os.environ.get("OMNI_PROVIDER", EMULATOR).strip().lower() or EMULATOR
+        allowed = (EMULATOR, *PROVIDER_NAMES)
+        if provider not in allowed:
+            raise ValueError(f"OMNI_PROVIDER={provider!r} is not known; allowed: {', '.join(allowed)}")
+        dialect = os.environ.get("OMNI_EMULATOR_DIALECT", "apimart").strip().lower()
+        if dialect not in PROVIDER_NAMES:
+            raise ValueError(
+                f"OMNI_EMULATOR_DIALECT={dialect!r} is not known; allowed: {', '.join(PROVIDER_NAMES)}"
+            )
+        return cls(
+            provider=provider,
+            storage_url=os.environ.get("OMNI_STORAGE_URL") or str(Path(".omni/storage").absolute()),
+            requests_path=os.environ.get("OMNI_REQUESTS") or None,
+            emulator_url=os.environ.get("OMNI_EMULATOR_URL", DEFAULT_EMULATOR_URL).rstrip("/"),
+            emulator_dialect=dialect,
+        )
+
+    @property
+    def emulated(self) -> bool:
+        return self.provider == EMULATOR
+
+    @property
+    def default_provider(self) -> str:
+        """The dialect a request without ``provider:`` goes to."""
+        return self.emulator_dialect if self.emulated else self.provider
+
+    def configured_providers(self) -> tuple[str, ...]:
+        """Providers usable here: all four in emulator mode, else those with a key in the env."""
+        if self.emulated:
+            return PROVIDER_NAMES
+        found = tuple(p for p in PROVIDER_NAMES if os.environ.get(f"{p.upper()}_API_KEY"))
+        return found if self.provider in found else (*found, self.provider)

@@ -1,0 +1,86 @@
+"""Source images and videos: make every input of a request reachable by its provider.
+
+A local file is first copied into storage, content-addressed (``sources/{sha256}.{ext}``), then
+made reachable: through the provider's upload API where it has one, else through a presigned
+storage URL (S3). Upload URLs are remembered beside the source (``sources/{sha256}.uploads.json``)
+with their expiry, so the same image is uploaded once per provider while its URL stays valid.
+URLs given by the user are passed through as they are.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .providers.base import Provider
+from .providers.errors import InvalidRequestError
+from .storage import VideoStorage
+
+__all__ = ["PRESIGN_SECONDS", "ResolvedSource", "resolve_source"]
+
+PRESIGN_SECONDS = 3 * 24 * 3600
+# Re-upload when a remembered URL has less than this left: the task may sit in a queue a while.
+MIN_URL_LIFETIME_S = 2 * 3600
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    """One input as the provider will see it, and where it came from."""
+
+    origin: str  # what the request said: a local path or a URL
+    url: str  # what the provider is sent
+    sha256: str | None = None  # content hash, for local files
+    storage_uri: str | None = None  # the content-addressed copy in storage
+    via: str = "url"  # "url", "upload" or "presign"
+    expires_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_source(
+    origin: str, provider: Provider, storage: VideoStorage, *, field: str, key: str
+) -> ResolvedSource:
+    """Return the URL the provider should be given for ``origin`` (uploading if needed)."""
+    if origin.startswith(("http://", "https://")):
+        return ResolvedSource(origin=origin, url=origin)
+    path = Path(origin)
+    if not path.is_file():
+        raise InvalidRequestError(
+            field, origin, "an existing readable local file or an http(s) URL",
+            provider=provider.name, request_key=key,
+        )
+    sha256, stored = storage.ingest_source(str(path))
+    cache_path = storage.source_path(sha256, "uploads.json")
+    cache: dict[str, Any] = storage.read_json(cache_path) if storage.exists(cache_path) else {}
+    remembered = cache.get(provider.name)
+    now = time.time()
+    if remembered and (remembered.get("expires_at") or now + 10 * MIN_URL_LIFETIME_S) > (
+        now + MIN_URL_LIFETIME_S
+    ):
+        return ResolvedSource(
+            origin, remembered["url"], sha256, storage.uri(stored), remembered["via"],
+            remembered.get("expires_at"),
+        )
+    if provider.can_upload:
+        uploaded = provider.upload_image(str(path))
+        resolved = ResolvedSource(
+            origin, uploaded.url, sha256, storage.uri(stored), "upload", uploaded.expires_at
+        )
+    else:
+        try:
+            url = storage.presign(stored, PRESIGN_SECONDS)
+        except NotImplementedError as exc:
+            raise InvalidRequestError(
+                field, origin,
+                f"an http(s) URL: {provider.name} has no upload API and {exc}",
+                provider=provider.name, request_key=key,
+            ) from exc
+        resolved = ResolvedSource(
+            origin, url, sha256, storage.uri(stored), "presign", now + PRESIGN_SECONDS
+        )
+    cache[provider.name] = {"url": resolved.url, "via": resolved.via, "expires_at": resolved.expires_at}
+    storage.write_json_atomic(cache_path, cache)
+    return resolved

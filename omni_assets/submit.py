@@ -1,0 +1,286 @@
+"""Submit pending requests: the only place money is spent.
+
+For each pending request (oldest first) within its provider's in-flight budget and rate limit:
+resolve its inputs to URLs, write the *intent* to the registry, POST, then write the task id.
+A crash between the two writes leaves the record ``submitting``; it is later surfaced as
+``unknown`` (or replayed, where the provider's idempotency key makes a replay safe), never
+silently resubmitted. Errors that prove no task was created put the request back to pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .providers.base import Provider, TaskRef
+from .providers.errors import (
+    AuthenticationError,
+    InsufficientBalanceError,
+    InvalidRequestError,
+    OmniError,
+    ProviderError,
+    RateLimitedError,
+    SubmitOutcomeUnknownError,
+)
+from .registry import Record, RecordState, Registry
+from .request import VideoRequest
+from .sources import ResolvedSource, resolve_source
+from .storage import VideoStorage
+
+__all__ = ["RateLimiter", "SubmitLimits", "SubmitReport", "idempotency_key", "submit_pending"]
+
+log = logging.getLogger("omni_assets.submit")
+
+
+@dataclass(frozen=True)
+class SubmitLimits:
+    """Per-provider submission limits."""
+
+    max_in_flight: int = 20
+    rate_per_s: float = 2.0
+
+
+class RateLimiter:
+    """A token bucket: at most ``rate`` acquisitions per second, bursts of ``burst``."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens, self._clock, self._sleep = burst, clock, sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens < 1:
+                wait = (1 - self._tokens) / self.rate
+                self._sleep(wait)
+                self._last = self._clock()
+                self._tokens = 0.0
+            else:
+                self._tokens -= 1
+
+
+@dataclass
+class SubmitReport:
+    submitted: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)  # waiting for budget, parent, or retry
+    failed: dict[str, str] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)
+    blocked_providers: dict[str, str] = field(default_factory=dict)  # auth/balance problems
+
+
+def idempotency_key(record: Record) -> str:
+    """Stable per (content, attempt): a replay of the same attempt can never create a second task."""
+    return f"omni-{record.fingerprint[:40]}-{record.attempt}"
+
+
+def submit_pending(
+    registry: Registry,
+    providers: Mapping[str, Provider],
+    storage: VideoStorage,
+    *,
+    limits: Mapping[str, SubmitLimits] | None = None,
+    rate_limiters: Mapping[str, RateLimiter] | None = None,
+    max_submissions: int | None = None,
+    keys: Iterable[str] | None = None,
+) -> SubmitReport:
+    """Submit what the budgets allow (only ``keys`` when given); report what happened to each."""
+    limits = limits or {}
+    limiters = dict(rate_limiters or {})
+    report = SubmitReport()
+    budget: dict[str, int] = {}
+    wanted = set(keys) if keys is not None else None
+    for record in registry.pending():
+        if wanted is not None and record.key not in wanted:
+            continue
+        if max_submissions is not None and len(report.submitted) >= max_submissions:
+            report.deferred.append(record.key)
+            continue
+        name = record.provider
+        if name in report.blocked_providers:
+            report.deferred.append(record.key)
+            continue
+        provider = providers.get(name)
+        if provider is None:
+            registry.record_submit_error(
+                record.key,
+                {"error": "ProviderNotConfigured", "message": f"provider {name!r} is not configured "
+                 f"here; configured: {', '.join(sorted(providers)) or 'none'}"},
+                "not_created",
+            )
+            report.blocked_providers[name] = "not configured"
+            report.deferred.append(record.key)
+            continue
+        limit = limits.get(name, SubmitLimits())
+        if name not in budget:
+            budget[name] = limit.max_in_flight - registry.in_flight_count(name)
+        if budget[name] <= 0:
+            report.deferred.append(record.key)
+            continue
+        parent = _parent_ready(registry, record, report)
+        if parent is False:
+            continue
+        limiter = limiters.setdefault(name, RateLimiter(limit.rate_per_s))
+        outcome = _submit_one(registry, provider, storage, record, parent, limiter, report)
+        if outcome:
+            budget[name] -= 1
+    return report
+
+
+def _parent_ready(registry: Registry, record: Record, report: SubmitReport) -> Record | None | bool:
+    """The parent record when the child may go; False when it must wait or has failed."""
+    if record.parent_key is None:
+        return None
+    parent = registry.get(record.parent_key)
+    if parent is None or parent.state in (RecordState.FAILED, RecordState.CANCELLED,
+                                          RecordState.UNKNOWN):
+        reason = (f"parent {record.parent_key!r} is not registered" if parent is None
+                  else f"parent {record.parent_key!r} ended {parent.state.value}")
+        if registry.begin_submit(record.key, idempotency_key(record)):
+            registry.record_submit_error(
+                record.key, {"error": "ParentFailed", "message": reason}, "failed"
+            )
+        report.failed[record.key] = reason
+        return False
+    if parent.state != RecordState.MATERIALIZED:
+        report.deferred.append(record.key)
+        return False
+    return parent
+
+
+def _submit_one(
+    registry: Registry,
+    provider: Provider,
+    storage: VideoStorage,
+    record: Record,
+    parent: Record | None,
+    limiter: RateLimiter,
+    report: SubmitReport,
+) -> bool:
+    request = VideoRequest.model_validate_json(record.request_json)
+    key = record.key
+    try:
+        provider.validate(request)
+        images = [
+            resolve_source(origin, provider, storage, field=f"images[{i}]", key=key)
+            for i, origin in enumerate(request.images)
+        ]
+        video = _video_source(request, provider, storage, parent, key)
+    except InvalidRequestError as exc:
+        _fail_before_post(registry, record, exc.to_dict() | {"field": exc.field}, report)
+        return False
+    except ProviderError as exc:  # an upload failed: nothing was paid for yet
+        return _provider_refused(registry, record, provider, exc, report)
+    extend_from = _extend_from(provider, request, parent)
+    idem = idempotency_key(record)
+    if not registry.begin_submit(key, idem):
+        return False  # another process got there first
+    registry.record_sources(key, [s.to_dict() for s in images], video.to_dict() if video else None)
+    limiter.acquire()
+    try:
+        ref = provider.submit(
+            request,
+            image_urls=tuple(s.url for s in images),
+            video_url=video.url if video else None,
+            extend_from=extend_from,
+            idempotency_key=idem,
+        )
+    except SubmitOutcomeUnknownError as exc:
+        registry.record_submit_error(key, exc.to_dict(), "unknown")
+        report.unknown[key] = str(exc)
+        log.warning("submit outcome unknown for %s: %s", key, exc)
+        return True  # it may be running: it counts against the budget
+    except ProviderError as exc:
+        return _provider_refused(registry, record, provider, exc, report, after_intent=True)
+    registry.record_submitted(key, ref)
+    report.submitted.append(key)
+    log.info("submitted %s to %s as task %s", key, provider.name, ref.task_id)
+    return True
+
+
+def _provider_refused(
+    registry: Registry,
+    record: Record,
+    provider: Provider,
+    exc: ProviderError,
+    report: SubmitReport,
+    *,
+    after_intent: bool = False,
+) -> bool:
+    """The provider answered with an error: no task exists. Retry later, or fail the request."""
+    transient = exc.retryable or isinstance(
+        exc, AuthenticationError | InsufficientBalanceError | RateLimitedError
+    )
+    if transient:
+        if after_intent:
+            registry.record_submit_error(record.key, exc.to_dict(), "not_created")
+        report.deferred.append(record.key)
+        report.blocked_providers[provider.name] = str(exc)
+        log.warning("%s refused %s (will try again later): %s", provider.name, record.key, exc)
+        return False
+    if not after_intent:
+        registry.begin_submit(record.key, idempotency_key(record))
+    registry.record_submit_error(record.key, exc.to_dict(), "failed")
+    report.failed[record.key] = str(exc)
+    return False
+
+
+def _fail_before_post(
+    registry: Registry, record: Record, error: dict[str, Any], report: SubmitReport
+) -> None:
+    if registry.begin_submit(record.key, idempotency_key(record)):
+        registry.record_submit_error(record.key, error, "failed")
+    report.failed[record.key] = str(error.get("message"))
+
+
+def _video_source(
+    request: VideoRequest,
+    provider: Provider,
+    storage: VideoStorage,
+    parent: Record | None,
+    key: str,
+) -> ResolvedSource | None:
+    if request.video is not None:
+        return resolve_source(request.video, provider, storage, field="video", key=key)
+    if parent is None or _extension_mode(provider, request) != "video_url":
+        return None
+    # Extending by reference video: the parent's provider URL while it is valid, else a presigned
+    # link to our own copy (the provider URL may have expired hours ago).
+    if parent.video_url and (parent.url_expires_at or 0) > time.time() + 3600:
+        return ResolvedSource(origin=f"video of {parent.key}", url=parent.video_url,
+                              sha256=parent.sha256, storage_uri=parent.video_uri)
+    assert parent.video_uri is not None
+    try:
+        url = storage.presign(storage.video_path(parent.key), 3 * 24 * 3600)
+    except NotImplementedError as exc:
+        raise InvalidRequestError(
+            "extends", parent.key,
+            f"a parent whose provider URL is still valid, or storage that can presign ({exc})",
+            provider=provider.name, request_key=key,
+        ) from exc
+    return ResolvedSource(origin=f"video of {parent.key}", url=url, sha256=parent.sha256,
+                          storage_uri=parent.video_uri, via="presign")
+
+
+def _extension_mode(provider: Provider, request: VideoRequest) -> str | None:
+    return provider.capabilities(request.model).extension
+
+
+def _extend_from(provider: Provider, request: VideoRequest, parent: Record | None) -> TaskRef | None:
+    if parent is None or _extension_mode(provider, request) != "task_id":
+        return None
+    return parent.task_ref
