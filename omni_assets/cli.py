@@ -1,0 +1,198 @@
+"""``omni-assets``: demo, emulator, run, status, retry.
+
+``demo``      start the emulator, run the demo requests through the real sensors and jobs in a
+              temporary Dagster instance, print a table, exit 0 when every video is materialized.
+``run FILE``  the same against the configured provider and storage (``OMNI_PROVIDER``,
+              ``OMNI_STORAGE_URL``...), in ``$DAGSTER_HOME`` (default ``./.omni/dagster_home``);
+              run it again to resume: nothing is resubmitted and nothing downloaded twice.
+``status``    the registry's view of every request.
+``retry KEY`` ask for a failed / unknown request to be generated again (the only way it is).
+``emulator``  run the built-in emulator in the foreground.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+__all__ = ["main"]
+
+DEMO_REQUESTS = Path(__file__).parent / "demo" / "requests.yaml"
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([line.format(*header), line.format(*("-" * w for w in widths)),
+                      *(line.format(*map(str, r)) for r in rows)])
+
+
+def _summary_rows(records: Sequence[object], storage: object) -> list[list[str]]:
+    from .registry import Record
+    from .storage import VideoStorage
+
+    assert isinstance(storage, VideoStorage)
+    rows = []
+    for rec in records:
+        assert isinstance(rec, Record)
+        duration = ""
+        if rec.state.value == "materialized":
+            sidecar_path = storage.sidecar_path(rec.key)
+            if storage.exists(sidecar_path):
+                duration = f"{storage.read_json(sidecar_path)['probe']['duration_s']:.2f}s"
+        detail = rec.video_uri or str((rec.error or {}).get("message", ""))[:60]
+        rows.append([rec.key, rec.provider, rec.state.value, detail, duration,
+                     (rec.sha256 or "")[:16]])
+    return rows
+
+
+def _drive(requests_file: Path, timeout_s: float) -> int:
+    """Register ``requests_file`` and drive the code location until every request settles."""
+    from dagster import DagsterInstance
+
+    from .dagster_runtime import runtime_from_definitions
+    from .definitions import build_definitions
+    from .driver import LocalDriver
+    from .intake import load_requests_file
+    from .resources import OmniRegistryResource, OmniStorageResource
+    from .sensors import register_requests
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    intake = load_requests_file(requests_file)
+    storage = OmniStorageResource(url=settings.storage_url)
+    registry = OmniRegistryResource()
+    defs = build_definitions(settings=settings, storage=storage, registry=registry,
+                             requests_path=str(requests_file), poll_interval_s=1)
+    instance = DagsterInstance.get()
+    driver = LocalDriver(defs, instance, registry.get_registry())
+    # The requests sensor does the same; doing it here too gives the CLI the issues to print.
+    checked, _ = register_requests(runtime_from_definitions(defs), intake.requests, intake)
+    wanted = {r.key for r in checked.requests}
+    last: dict[str, str] = {}
+
+    def progress(records: Sequence[object]) -> None:
+        from .registry import Record
+
+        for rec in records:
+            assert isinstance(rec, Record)
+            if last.get(rec.key) != rec.state.value:
+                last[rec.key] = rec.state.value
+                print(f"  {rec.key}: {rec.state.value}", flush=True)
+
+    print(f"requests: {requests_file} ({len(intake.requests)} readable)")
+    started = time.monotonic()
+    result = driver.drive(sorted(wanted), timeout_s=timeout_s, on_tick=progress)
+    records = [r for r in result.records if r.key in wanted]
+    print()
+    print(_table(_summary_rows(records, storage.get_storage()),
+                 ["key", "provider", "status", "path", "duration", "sha256"]))
+    for issue in checked.issues:
+        print(f"rejected: {issue}")
+    done = sum(r.state.value == "materialized" for r in records)
+    print(f"\n{done}/{len(records)} materialized, {len(checked.issues)} "
+          f"rejected, {result.runs} runs, {time.monotonic() - started:.1f}s")
+    if result.timed_out:
+        print(f"timed out after {timeout_s:.0f}s; run the same command again to resume")
+    ok = result.ok and not checked.issues and bool(records)
+    return 0 if ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .emulator import EmulatorConfig, EmulatorServer
+
+    with ExitStack() as stack:
+        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="omni-demo-")))
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        storage = Path(args.storage).absolute()
+        server = stack.enter_context(EmulatorServer(EmulatorConfig(
+            generation_seconds=args.generation_seconds, seed=1)))
+        os.environ.update({
+            "DAGSTER_HOME": str(home),
+            "OMNI_PROVIDER": "emulator",
+            "OMNI_EMULATOR_URL": server.url,
+            "OMNI_STORAGE_URL": str(storage),
+            "OMNI_REGISTRY_URL": f"sqlite:///{home / 'omni_registry.db'}",
+        })
+        print(f"emulator: {server.url}   storage: {storage}   dagster home: {home}")
+        code = _drive(Path(args.requests), args.timeout)
+        if code == 0:
+            print(f"\nvideos are in {storage / 'videos'}")
+        return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    home = os.environ.setdefault("DAGSTER_HOME", str(Path(".omni/dagster_home").absolute()))
+    Path(home).mkdir(parents=True, exist_ok=True)
+    if not (Path(home) / "dagster.yaml").exists():
+        (Path(home) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return _drive(Path(args.requests), args.timeout)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .registry import Registry, default_registry_url
+    from .settings import Settings
+    from .storage import VideoStorage
+
+    registry = Registry(default_registry_url())
+    storage = VideoStorage(Settings.from_env().storage_url)
+    records = registry.records()
+    print(_table(_summary_rows(records, storage),
+                 ["key", "provider", "status", "path", "duration", "sha256"]))
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from .registry import Registry, default_registry_url
+
+    registry = Registry(default_registry_url())
+    code = 0
+    for key in args.keys:
+        try:
+            record = registry.retry(key)
+        except (KeyError, ValueError) as exc:
+            print(f"{key}: {exc}", file=sys.stderr)
+            code = 1
+            continue
+        print(f"{key}: pending again (attempt {record.attempt}); the next submit run pays for it")
+    return code
+
+
+def cmd_emulator(argv: list[str]) -> int:
+    from .emulator.__main__ import main as emulator_main
+
+    return emulator_main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["emulator"]:
+        return cmd_emulator(argv[1:])
+    parser = argparse.ArgumentParser(prog="omni-assets", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the demo requests offline on the emulator")
+    demo.add_argument("--requests", default=str(DEMO_REQUESTS))
+    demo.add_argument("--storage", default=".omni/demo")
+    demo.add_argument("--generation-seconds", type=float, default=2.0)
+    demo.add_argument("--timeout", type=float, default=300.0)
+    run = sub.add_parser("run", help="run a requests file to completion (resumable)")
+    run.add_argument("requests")
+    run.add_argument("--timeout", type=float, default=3600.0)
+    sub.add_parser("status", help="show every request's state")
+    retry = sub.add_parser("retry", help="generate failed/unknown requests again (pays again)")
+    retry.add_argument("keys", nargs="+")
+    sub.add_parser("emulator", help="run the built-in emulator (see --help after it)")
+    args = parser.parse_args(argv)
+    handlers = {"demo": cmd_demo, "run": cmd_run, "status": cmd_status, "retry": cmd_retry}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

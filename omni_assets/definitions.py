@@ -1,0 +1,110 @@
+"""The code location: ``dagster dev`` in the repository root loads ``defs`` from here.
+
+:func:`build_definitions` is the public way to put omni_assets into your own code location;
+``defs`` is the default one, configured from the environment (see :mod:`omni_assets.settings`).
+In emulator mode (the default) every provider points at the built-in emulator, which is started
+in the background on ``OMNI_EMULATOR_URL`` the first time a client is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dagster import AssetsDefinition, Definitions, EnvVar, asset
+
+from .assets import build_video_asset
+from .jobs import build_jobs
+from .requests_asset import build_requests_asset
+from .resources import (
+    PROVIDER_RESOURCES,
+    OmniRegistryResource,
+    OmniStorageResource,
+    ProviderResource,
+)
+from .sensors import build_poll_sensor, build_requests_sensor
+from .settings import EMULATOR_API_KEY, Settings
+
+__all__ = ["build_definitions", "defs", "provider_resources"]
+
+
+def provider_resources(settings: Settings) -> dict[str, ProviderResource]:
+    """One resource per usable provider; keys come from the environment through EnvVar."""
+    out: dict[str, ProviderResource] = {}
+    for name in settings.configured_providers():
+        cls = PROVIDER_RESOURCES[name]
+        if settings.emulated:
+            out[name] = cls(
+                api_key=EMULATOR_API_KEY,
+                base_url=f"{settings.emulator_url}/{name}",
+                emulator_url=settings.emulator_url,
+                poll_interval_s=1.0,
+            )
+        else:
+            out[name] = cls(
+                api_key=EnvVar(f"{name.upper()}_API_KEY"),
+                base_url=EnvVar(f"{name.upper()}_BASE_URL") if _env(f"{name.upper()}_BASE_URL")
+                else None,
+            )
+    return out
+
+
+def _env(name: str) -> bool:
+    import os
+
+    return bool(os.environ.get(name))
+
+
+def build_definitions(
+    *,
+    settings: Settings | None = None,
+    providers: dict[str, ProviderResource] | None = None,
+    storage: OmniStorageResource | None = None,
+    registry: OmniRegistryResource | None = None,
+    requests_path: str | None = None,
+    upstream_requests: Sequence[str] = (),
+    extra_assets: Sequence[AssetsDefinition] = (),
+    poll_interval_s: int = 15,
+) -> Definitions:
+    """Everything omni_assets adds to a code location.
+
+    ``upstream_requests`` names assets of yours whose output is a list/table of requests; each
+    gets a ``<name>_video_requests`` asset that registers them (see requests_asset.py).
+    """
+    settings = settings or Settings.from_env()
+    providers = providers if providers is not None else provider_resources(settings)
+    keys = sorted(providers)
+    submit_job, materialize_job = build_jobs(keys)
+    intake_assets = [build_requests_asset(u, keys) for u in upstream_requests]
+    video = build_video_asset(keys, deps=[a.key for a in intake_assets])
+    resources: dict[str, Any] = {
+        **providers,
+        "omni_storage": storage or OmniStorageResource(url=settings.storage_url),
+        "omni_registry": registry or OmniRegistryResource(),
+    }
+    return Definitions(
+        assets=[video, *intake_assets, *extra_assets],
+        jobs=[submit_job, materialize_job],
+        sensors=[
+            build_requests_sensor(keys, submit_job, requests_path),
+            build_poll_sensor(keys, submit_job, materialize_job,
+                              minimum_interval_seconds=poll_interval_s),
+        ],
+        resources=resources,
+    )
+
+
+@asset(group_name="examples", description="Example upstream asset: prompts from a product catalog.")
+def product_catalog_prompts() -> list[dict[str, Any]]:
+    """Stands for a user's own asset; its output becomes video requests."""
+    products = [("teapot", "a porcelain teapot"), ("sneaker", "a white running sneaker")]
+    return [
+        {"id": f"catalog-{sku}", "prompt": f"{text} slowly rotating on a studio turntable",
+         "aspect_ratio": "16:9"}
+        for sku, text in products
+    ]
+
+
+defs = build_definitions(
+    upstream_requests=["product_catalog_prompts"], extra_assets=[product_catalog_prompts]
+)

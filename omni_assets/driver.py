@@ -1,0 +1,114 @@
+"""Drive the code location's real sensors and jobs in this process, until every request settles.
+
+This is what ``omni-assets demo`` and ``omni-assets run`` use: the same sensor functions the
+daemon evaluates, and the same jobs, executed in-process against a persistent Dagster instance.
+Every run launched is a real run in that instance (visible in ``dagster dev`` pointed at it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dagster import (
+    DagsterInstance,
+    Definitions,
+    RunRequest,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+)
+
+from .assets import omni_video_partitions
+from .registry import Record, RecordState, Registry
+
+__all__ = ["DriveResult", "LocalDriver"]
+
+SETTLED = (RecordState.MATERIALIZED, RecordState.FAILED, RecordState.UNKNOWN,
+           RecordState.CANCELLED)
+
+
+@dataclass
+class DriveResult:
+    records: list[Record] = field(default_factory=list)
+    runs: int = 0
+    ticks: int = 0
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.timed_out and all(r.state == RecordState.MATERIALIZED for r in self.records)
+
+
+class LocalDriver:
+    """Evaluates ``omni_requests_sensor`` and ``omni_poll_sensor`` and executes their runs."""
+
+    def __init__(self, defs: Definitions, instance: DagsterInstance, registry: Registry) -> None:
+        self.defs, self.instance, self.registry = defs, instance, registry
+        self.cursors: dict[str, str | None] = {}
+        self.runs = 0
+
+    def tick(self, sensor_name: str) -> list[str]:
+        """Evaluate one sensor once and execute the runs it asks for; returns their job names."""
+        sensor = self.defs.resolve_sensor_def(sensor_name)
+        context = build_sensor_context(
+            instance=self.instance, definitions=self.defs, sensor_name=sensor_name,
+            cursor=self.cursors.get(sensor_name),
+        )
+        result = sensor(context)
+        self.cursors[sensor_name] = context.cursor
+        if isinstance(result, SkipReason) or result is None:
+            return []
+        assert isinstance(result, SensorResult)
+        for request in result.dynamic_partitions_requests or []:
+            keys = list(getattr(request, "partition_keys", []) or [])
+            if keys:
+                self.instance.add_dynamic_partitions(omni_video_partitions.name or "", keys)
+        launched = []
+        for run in result.run_requests or []:
+            launched.append(self._execute(run, sensor.job_name if not run.job_name else run.job_name))
+        return launched
+
+    def _execute(self, run: RunRequest, job_name: str | None) -> str:
+        assert job_name is not None
+        job = self.defs.resolve_job_def(job_name)
+        tags = dict(run.tags or {})
+        if run.run_key:
+            tags["dagster/run_key"] = run.run_key
+        job.execute_in_process(run_config=run.run_config or {}, instance=self.instance, tags=tags,
+                               raise_on_error=False)
+        self.runs += 1
+        return job_name
+
+    def drive(
+        self,
+        keys: list[str] | None = None,
+        *,
+        timeout_s: float = 600.0,
+        interval_s: float = 1.0,
+        on_tick: Callable[[list[Record]], None] | None = None,
+    ) -> DriveResult:
+        """Tick until every request in ``keys`` (default: all registered) has settled."""
+        deadline = time.monotonic() + timeout_s
+        result = DriveResult()
+        self.tick("omni_requests_sensor")
+        while True:
+            result.ticks += 1
+            self.tick("omni_poll_sensor")
+            records = self._records(keys)
+            if on_tick:
+                on_tick(records)
+            if all(r.state in SETTLED for r in records):
+                break
+            if time.monotonic() > deadline:
+                result.timed_out = True
+                break
+            time.sleep(interval_s)
+        result.records, result.runs = self._records(keys), self.runs
+        return result
+
+    def _records(self, keys: list[str] | None) -> list[Record]:
+        if keys is None:
+            return self.registry.records()
+        return self.registry.get_many(keys)

@@ -1,0 +1,215 @@
+"""Sensors: read requests into partitions, and poll in-flight tasks.
+
+``omni_requests_sensor`` reads the requests file, registers valid requests as dynamic partitions
+and reports invalid ones in its tick log. ``omni_poll_sensor`` polls every in-flight task within
+a budget well under the 60 s tick limit, records failures on their partitions, launches one
+``omni_materialize`` run per tick for everything that finished, and launches ``omni_submit`` when
+requests are waiting and no submit run is active. Cursors stay tiny; state lives in the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetObservation,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    JobDefinition,
+    RunRequest,
+    RunsFilter,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from .assets import VIDEO_ASSET_KEY, omni_video_partitions, report_failure
+from .dagster_runtime import runtime_from_resources
+from .intake import Intake, check_requests, load_requests_file
+from .jobs import MATERIALIZE_JOB, SUBMIT_JOB
+from .poll import poll_in_flight
+from .registry import RecordState
+from .request import VideoRequest
+from .runtime import OmniRuntime
+from .settings import Settings
+
+__all__ = [
+    "MAX_VIDEOS_PER_RUN",
+    "TICK_BUDGET_S",
+    "build_poll_sensor",
+    "build_requests_sensor",
+    "register_requests",
+]
+
+# The tick limit is 60 s (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS); keep ~20 s of margin.
+TICK_BUDGET_S = 40.0
+MAX_VIDEOS_PER_RUN = 200
+STALE_SUBMIT_S = 600.0  # a POST never takes this long: the submitter died
+STALE_CLAIM_S = 900.0
+_ACTIVE = [
+    DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+# Providers whose idempotency key makes replaying an interrupted submission safe.
+REPLAY_SAFE = frozenset({"apimart"})
+
+
+def register_requests(
+    runtime: OmniRuntime, requests: Sequence[VideoRequest], issues: Intake | None = None
+) -> tuple[Intake, list[str]]:
+    """Validate and register ``requests``; returns the outcome and the keys to add as partitions."""
+    parents = {r.extends for r in requests if r.extends}
+    known = {rec.key for rec in runtime.registry.get_many(sorted(parents))} if parents else set()
+    checked = check_requests(
+        requests, default_provider=runtime.default_provider, validate=runtime.validate,
+        can_extend=runtime.can_extend, known_keys=known,
+    )
+    if issues is not None:
+        checked.issues[:0] = issues.issues
+    result = runtime.register(checked.requests)
+    return checked, [*result.new, *result.changed]
+
+
+def _active_runs(context: SensorEvaluationContext, job_name: str) -> int:
+    return len(context.instance.get_run_ids(
+        RunsFilter(job_name=job_name, statuses=_ACTIVE), limit=1))
+
+
+def build_requests_sensor(
+    provider_keys: Sequence[str], submit_job: JobDefinition, requests_path: str | None = None
+) -> SensorDefinition:
+    @sensor(
+        name="omni_requests_sensor",
+        minimum_interval_seconds=30,
+        required_resource_keys={"omni_storage", "omni_registry", *provider_keys},
+        default_status=DefaultSensorStatus.RUNNING,
+        job=submit_job,
+        description="Registers the requests file's valid requests as omni_video partitions.",
+    )
+    def omni_requests_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+        path = requests_path or Settings.from_env().requests_path
+        if not path:
+            return SkipReason("no requests file: set OMNI_REQUESTS (or pass requests_path)")
+        try:
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+        except OSError as exc:
+            return SkipReason(f"cannot read requests file {path}: {exc}")
+        if digest == context.cursor:
+            return SkipReason(f"{path} unchanged")
+        runtime = runtime_from_resources(context.resources, provider_keys)
+        intake = load_requests_file(path)
+        checked, keys = register_requests(runtime, intake.requests, intake)
+        for issue in checked.issues:
+            context.log.warning(f"rejected: {issue}")
+        context.log.info(
+            f"{path}: {len(checked.requests)} valid, {len(checked.issues)} rejected, "
+            f"{len(keys)} new or changed")
+        existing = set(context.instance.get_dynamic_partitions(omni_video_partitions.name or ""))
+        new_keys = [r.key for r in checked.requests if r.key not in existing]
+        context.update_cursor(digest)
+        runs = []
+        if keys and not _active_runs(context, SUBMIT_JOB):
+            runs.append(RunRequest(run_key=f"submit-{digest}-{int(time.time())}"))
+        return SensorResult(
+            run_requests=runs,
+            dynamic_partitions_requests=(
+                [omni_video_partitions.build_add_request(new_keys)] if new_keys else []),
+        )
+
+    return omni_requests_sensor
+
+
+def build_poll_sensor(
+    provider_keys: Sequence[str], submit_job: JobDefinition, materialize_job: JobDefinition,
+    *, minimum_interval_seconds: int = 15,
+) -> SensorDefinition:
+    @sensor(
+        name="omni_poll_sensor",
+        minimum_interval_seconds=minimum_interval_seconds,
+        required_resource_keys={"omni_storage", "omni_registry", *provider_keys},
+        default_status=DefaultSensorStatus.RUNNING,
+        jobs=[submit_job, materialize_job],
+        description="Polls in-flight tasks; launches one materialize run per tick for finished ones.",
+    )
+    def omni_poll_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+        runtime = runtime_from_resources(context.resources, provider_keys)
+        return poll_tick(context, runtime)
+
+    return omni_poll_sensor
+
+
+def poll_tick(context: SensorEvaluationContext, runtime: OmniRuntime) -> SensorResult | SkipReason:
+    """One tick of the poll sensor (a function of its own so the CLI drives the same code)."""
+    registry = runtime.registry
+    _recover_stale(context, runtime)
+    report = poll_in_flight(registry, runtime.providers, policies=runtime.policies,
+                            budget_s=TICK_BUDGET_S)
+    for key, progress in sorted(report.progress.items()):
+        context.log.debug(f"{key}: {progress}%")
+    for key, raw in report.unrecognized.items():
+        context.log.warning(f"{key}: unrecognized status {raw!r}, still polling")
+    for key in report.failed:
+        record = registry.get(key)
+        if record is None:
+            continue
+        context.log.error(f"{key} failed at {record.provider} (task {record.task_id}): "
+                          f"{report.failed[key]}")
+        context.instance.report_runless_asset_event(AssetObservation(
+            asset_key=VIDEO_ASSET_KEY, partition=key, metadata=report_failure(runtime, record)))
+    runs: list[RunRequest] = []
+    ready = [r.key for r in registry.ready(limit=MAX_VIDEOS_PER_RUN)]
+    if ready:
+        token = f"materialize-{uuid.uuid4().hex[:12]}"
+        claimed = registry.claim(ready, token)
+        if claimed:
+            runs.append(RunRequest(
+                run_key=token, job_name=MATERIALIZE_JOB,
+                run_config={"ops": {"materialize_ready_videos": {
+                    "config": {"keys": claimed, "claim_token": token}}}},
+                tags={"omni/videos": str(len(claimed))},
+            ))
+    counts = registry.counts()
+    if counts.get(RecordState.PENDING, 0) and not _active_runs(context, SUBMIT_JOB):
+        runs.append(RunRequest(run_key=f"submit-{int(time.time())}", job_name=SUBMIT_JOB))
+    summary = (f"polled {report.polled} in {report.seconds:.2f}s; {len(report.ready)} finished, "
+               f"{len(report.failed)} failed, {len(report.errors)} errors; "
+               f"{counts.get(RecordState.IN_FLIGHT, 0)} in flight, "
+               f"{counts.get(RecordState.PENDING, 0)} pending")
+    context.log.info(summary)
+    if report.skipped_for_budget:
+        context.log.warning(f"{report.skipped_for_budget} polls left for the next tick (budget)")
+    if not runs:
+        return SkipReason(summary)
+    return SensorResult(run_requests=runs)
+
+
+def _recover_stale(context: Any, runtime: OmniRuntime) -> None:
+    """Surface crashed submissions, and free claims whose run is gone."""
+    registry = runtime.registry
+    for record in registry.stuck_submitting(STALE_SUBMIT_S):
+        if record.provider in REPLAY_SAFE:
+            # Same attempt, same Idempotency-Key: the provider returns the task it already made.
+            registry.record_submit_error(record.key, {"message": "submitter crashed; replaying "
+                                         "with the same idempotency key"}, "not_created")
+        else:
+            registry.record_submit_error(record.key, {
+                "error": "SubmitOutcomeUnknown",
+                "message": "the submitting process stopped between the paid POST and recording "
+                           "its task id; it was not resubmitted. Check the provider's console, "
+                           f"then `omni-assets retry {record.key}` if no task exists."}, "unknown")
+    for record in registry.records(states=[RecordState.MATERIALIZING]):
+        token = record.run_id
+        if not token:
+            continue
+        runs = context.instance.get_runs(RunsFilter(tags={"dagster/run_key": token}), limit=1)
+        if runs and runs[0].status in _ACTIVE:
+            continue
+        if runs or (record.claimed_at or 0) < time.time() - STALE_CLAIM_S:
+            registry.release(record.key)
