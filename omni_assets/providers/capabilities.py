@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 from ..request import GenerationMode
 from .base import PROVIDER_NAMES
+from .errors import InvalidRequestError
 
 __all__ = [
     "CAPABILITIES",
@@ -25,6 +26,8 @@ __all__ = [
     "Extension",
     "ModelCapabilities",
     "UploadSupport",
+    "find",
+    "get",
     "models_for",
     "resolve_model",
 ]
@@ -39,13 +42,12 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".m4v", ".mkv", ".avi")
 
 
 class Extension(str, Enum):
-    """How a model continues an earlier video (``VideoRequest.extends``)."""
+    """How a model continues an earlier video (``VideoRequest.extends``); None: it cannot."""
 
-    NONE = "none"
-    #: APIMart ``extend_from_task_id`` (seed 001).
+    #: APIMart ``extend_from_task_id`` (seed 001): pass the parent's TaskRef.
     TASK_ID = "task_id"
-    #: The parent's video URL goes into the model's reference-video slot.
-    REFERENCE_VIDEO = "reference_video"
+    #: The parent's video URL goes into the model's reference-video slot: pass it as video_url.
+    VIDEO_URL = "video_url"
 
 
 class DurationWithVideo(str, Enum):
@@ -104,7 +106,7 @@ class ModelCapabilities:
     max_videos: int = 0
     max_refs: int | None = None
     duration_with_video: DurationWithVideo = DurationWithVideo.ALLOWED
-    extension: Extension = Extension.NONE
+    extension: Extension | None = None
     upload: UploadSupport | None = None
     #: How long a finished video's URL stays valid when the provider sends no ``expires_at``.
     video_url_ttl: float = DAY
@@ -116,15 +118,32 @@ class ModelCapabilities:
 
     @property
     def can_extend(self) -> bool:
-        return self.extension is not Extension.NONE
+        return self.extension is not None
 
     @property
     def max_images(self) -> int:
         return max((*self.image_counts, *self.frame_image_counts))
 
-    def wire_resolution(self, resolution: str) -> str:
-        """The provider's spelling of a (lower-case) resolution."""
-        return self.wire_resolutions.get(resolution, resolution)
+    def duration_for(self, duration: int | None, *, has_video: bool) -> int | None:
+        """The duration to send (the default when unset), or None when it must be omitted."""
+        if self.fixed_duration is not None or not self.durations:
+            return None
+        if has_video and self.duration_with_video is DurationWithVideo.FORBIDDEN:
+            return None
+        return duration or self.default_duration
+
+    def resolution_for(self, resolution: str | None) -> str | None:
+        """The provider's spelling of the resolution to send, or None when it is fixed."""
+        if self.fixed_resolution:
+            return None
+        chosen = resolution or self.default_resolution
+        return self.wire_resolutions.get(chosen, chosen)
+
+    def aspect_field(self, aspect_ratio: str | None) -> tuple[str, str]:
+        """``("orientation", "portrait")`` for an orientation word, else ``("aspect_ratio", …)``."""
+        if aspect_ratio is not None and aspect_ratio in self.orientations:
+            return "orientation", aspect_ratio
+        return "aspect_ratio", aspect_ratio or self.default_aspect_ratio
 
 
 def _counts(upto: int) -> tuple[int, ...]:
@@ -162,7 +181,7 @@ _ENTRIES = (
         frame_image_counts=(1,),
         max_videos=1,
         duration_with_video=DurationWithVideo.FORBIDDEN,
-        extension=Extension.REFERENCE_VIDEO,
+        extension=Extension.VIDEO_URL,
         upload=_JIMMYAI_UPLOAD,
         video_url_ttl=3 * DAY,
     ),
@@ -180,16 +199,16 @@ _ENTRIES = (
         image_counts=_counts(7),
         max_videos=1,
         max_refs=7,
-        extension=Extension.REFERENCE_VIDEO,
+        extension=Extension.VIDEO_URL,
         upload=_JIMMYAI_UPLOAD,
         video_url_ttl=3 * DAY,
     ),
-    # Seed 001: no duration parameter (3–10 s chosen by the model), 720p only, ≤16 images, ≤1
+    # Seed 001: no duration parameter (3-10 s chosen by the model), 720p only, ≤16 images, ≤1
     # video, extension by extend_from_task_id (a reference video also works).
     ModelCapabilities(
         provider="apimart",
         model="gemini-omni-flash-preview",
-        duration_hint="this model has no duration parameter; omit it; the model picks 3–10 s",
+        duration_hint="this model has no duration parameter; omit it; the model picks 3-10 s",
         image_counts=_counts(16),
         max_videos=1,
         extension=Extension.TASK_ID,
@@ -205,7 +224,7 @@ _ENTRIES = (
         resolutions=("720p", "1080p", "4k"),
         image_counts=(0, 1, 3),
         max_videos=1,
-        extension=Extension.REFERENCE_VIDEO,
+        extension=Extension.VIDEO_URL,
         upload=_APIMART_UPLOAD,
     ),
     # Seed 002 (the newer page says 6/10 s, 720P only, no image_urls: see providers.md §3.1):
@@ -245,7 +264,7 @@ _ENTRIES = (
         image_counts_with_video=_counts(5),
         max_videos=1,
         duration_with_video=DurationWithVideo.FORBIDDEN,
-        extension=Extension.REFERENCE_VIDEO,
+        extension=Extension.VIDEO_URL,
     ),
 )
 
@@ -273,11 +292,10 @@ def models_for(provider: str) -> tuple[str, ...]:
     return tuple(name for caps in CAPABILITIES.get(provider, {}).values() for name in caps.names)
 
 
-def resolve_model(provider: str, model: str | None) -> ModelCapabilities | None:
+def find(provider: str, model: str | None = None) -> ModelCapabilities | None:
     """The capabilities for ``model`` (or the provider's default), following aliases.
 
-    Returns None when the provider or model is unknown; ``validation.validate`` turns that into
-    an error that lists what exists.
+    None when the provider or model is unknown (:func:`get` raises instead).
     """
     table = CAPABILITIES.get(provider)
     if table is None:
@@ -291,3 +309,20 @@ def resolve_model(provider: str, model: str | None) -> ModelCapabilities | None:
         if name.lower() in (n.lower() for n in caps.names):
             return caps
     return None
+
+
+def get(provider: str, model: str | None = None) -> ModelCapabilities:
+    """Like :func:`find`, but an unknown provider or model raises InvalidRequestError."""
+    if provider not in CAPABILITIES:
+        raise InvalidRequestError("provider", provider, ", ".join(PROVIDER_NAMES))
+    caps = find(provider, model)
+    if caps is None:
+        raise InvalidRequestError(
+            "model", model, ", ".join(models_for(provider)), provider=provider
+        )
+    return caps
+
+
+def resolve_model(provider: str, model: str | None = None) -> str:
+    """The canonical model name (``gemini-omni`` → ``Gemini-Omini``; None → the default)."""
+    return get(provider, model).model

@@ -18,6 +18,7 @@
     ├── TaskFailedError              the remote task ended ``failed``/``cancelled`` (reason, code)
     ├── TaskTimeoutError             ``wait()`` passed its deadline; the task may still finish
     └── DownloadError                the video could not be fetched or failed verification
+        └── UrlExpiredError          403/410/"expired": query the task again for a fresh URL
 
 Every error carries the provider's own message and, where known, the provider, HTTP status,
 request id and task id. None of them ever carries an API key.
@@ -42,6 +43,7 @@ __all__ = [
     "TaskFailedError",
     "TaskNotFoundError",
     "TaskTimeoutError",
+    "UrlExpiredError",
 ]
 
 
@@ -157,15 +159,30 @@ class RateLimitedError(ProviderError):
 
 
 class ProviderUnavailableError(ProviderError):
-    """Server error, maintenance (CRUN 455) or a network failure: try again later."""
+    """Server error, maintenance (CRUN 455) or a network failure: try again later.
+
+    ``retry_after`` is the server's hint in seconds (503 + ``Retry-After``), when given.
+    """
 
     retryable = True
 
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
 
 class SubmitOutcomeUnknownError(ProviderUnavailableError):
-    """A paid submission may or may not have been created; never resubmitted automatically."""
+    """A paid submission may or may not have been created; never resubmitted automatically.
+
+    ``idempotency_key`` is set when the provider honours one (APIMart): replaying the identical
+    request with that key later is safe and returns the task if it was created.
+    """
 
     retryable = False
+
+    def __init__(self, message: str, *, idempotency_key: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.idempotency_key = idempotency_key
 
 
 class TaskFailedError(OmniError):
@@ -178,3 +195,7 @@ class TaskTimeoutError(OmniError):
 
 class DownloadError(OmniError):
     """The video could not be downloaded, or what arrived failed verification."""
+
+
+class UrlExpiredError(DownloadError):
+    """The video URL has expired (HTTP 403/410, or the server says so): query the task again."""

@@ -1,0 +1,183 @@
+"""Tolerant reading of provider JSON, and the one place a status reading is assembled.
+
+Provider bodies drift between doc versions (providers.md §5): numbers arrive as strings, URLs as
+a string or a list, envelopes come and go. These helpers never raise on a surprising shape; they
+return None and let the dialect try the next documented location.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from .base import TaskState, TaskStatus
+
+__all__ = [
+    "as_float",
+    "as_int",
+    "as_str",
+    "dig",
+    "first",
+    "json_object",
+    "make_status",
+    "request_id_of",
+    "url_from",
+]
+
+logger = logging.getLogger("omni_assets.providers")
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The body as a JSON object; ``{}`` when it is empty, not JSON or not an object."""
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def dig(obj: Any, *path: str | int) -> Any:
+    """``obj[p0][p1]...`` or None as soon as a step is missing or of the wrong type."""
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(obj, list) or not -len(obj) <= step < len(obj):
+                return None
+            obj = obj[step]
+        elif isinstance(obj, Mapping):
+            obj = obj.get(step)
+        else:
+            return None
+        if obj is None:
+            return None
+    return obj
+
+
+def first(*values: Any) -> Any:
+    """The first value that is neither None nor empty."""
+    for value in values:
+        if value is not None and value != "" and value != [] and value != {}:
+            return value
+    return None
+
+
+def as_str(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def as_int(value: Any) -> int | None:
+    number = as_float(value)
+    return int(number) if number is not None else None
+
+
+def url_from(value: Any) -> str | None:
+    """A URL from a string, a list of strings, or objects with ``url`` (APIMart sends a list)."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, list):
+        for item in value:
+            found = url_from(item)
+            if found:
+                return found
+    if isinstance(value, Mapping):
+        return url_from(value.get("url"))
+    return None
+
+
+def request_id_of(response: httpx.Response, body: Mapping[str, Any] | None = None) -> str | None:
+    """The provider's request id: a ``request_id`` body field or an ``X-Request-Id`` header."""
+    return as_str((body or {}).get("request_id")) or response.headers.get("x-request-id")
+
+
+def make_status(
+    *,
+    provider: str,
+    task_id: str,
+    raw_status: Any,
+    states: Mapping[str, TaskState],
+    video_url: str | None = None,
+    progress: Any = None,
+    expires_at: Any = None,
+    error_message: Any = None,
+    error_code: Any = None,
+    cost: Any = None,
+    credits: Any = None,
+    created_at: Any = None,
+    completed_at: Any = None,
+    retry_after: float | None = None,
+    url_ttl: float,
+    raw: dict[str, Any],
+    now: float | None = None,
+) -> TaskStatus:
+    """Assemble a :class:`TaskStatus`, applying the rules every provider shares.
+
+    An unknown status word is RUNNING with ``recognized=False`` (logged; the caller keeps polling
+    until its deadline). "Completed" without a usable ``http(s)`` video URL is FAILED: JimmyAI's
+    older responses carried a relative OSS key instead of a URL (providers.md §1.2) that no one
+    can download, and marking it succeeded would only move the failure to the download.
+    Without an ``expires_at`` the URL is assumed to live ``url_ttl`` seconds from completion.
+    """
+    word = (as_str(raw_status) or "").lower()
+    state = states.get(word)
+    recognized = state is not None
+    if state is None:
+        state = TaskState.RUNNING
+        logger.warning(
+            "%s task %s: unknown status %r; polling on until the deadline",
+            provider,
+            task_id,
+            word,
+        )
+    message = as_str(error_message)
+    code = as_str(error_code)
+    if state is TaskState.SUCCEEDED:
+        if not video_url:
+            state, code = TaskState.FAILED, code or "no_video_url"
+            message = f"{provider} reported the task completed but returned no video URL"
+        elif not video_url.startswith(("http://", "https://")):
+            state, code = TaskState.FAILED, "relative_video_url"
+            message = (
+                f"{provider} reported the task completed but the video location "
+                f"{video_url!r} is not an http(s) URL (a relative storage key); it cannot be "
+                "downloaded: query again later or ask the provider for the file"
+            )
+    created = as_float(created_at)
+    completed = as_float(completed_at)
+    expires = as_float(expires_at)
+    if expires is None and state is TaskState.SUCCEEDED:
+        base = completed or created or (time.time() if now is None else now)
+        expires = base + url_ttl
+    percent = as_int(progress)
+    return TaskStatus(
+        provider=provider,
+        task_id=task_id,
+        state=state,
+        raw_status=word,
+        recognized=recognized,
+        progress=max(0, min(100, percent)) if percent is not None else None,
+        video_url=video_url if state is TaskState.SUCCEEDED else None,
+        expires_at=expires,
+        error_message=message,
+        error_code=code,
+        cost=as_float(cost),
+        credits=as_float(credits),
+        created_at=created,
+        completed_at=completed,
+        retry_after=retry_after,
+        raw=raw,
+    )

@@ -1,0 +1,393 @@
+"""The one client implementation; each provider contributes a :class:`Dialect` of pure functions.
+
+Sans-IO: a dialect only builds ``httpx.Request`` objects and parses ``httpx.Response`` objects
+into typed records. :class:`ProviderClient` does the sending — a pooled sync ``httpx.Client`` for
+submit/status/upload/download and, for concurrent polling (``astatus``), an ``httpx.AsyncClient``
+over ``httpx_aiohttp.AiohttpTransport`` (several times faster than httpx's own async pool under
+concurrency, design.md) — so there is no sync/async twin of any provider logic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import mimetypes
+import os
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import IO, Any, ClassVar
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from ..request import VideoRequest
+from .base import TaskRef, TaskStatus, UploadedFile
+from .capabilities import ModelCapabilities, find, models_for
+from .download import download_to
+from .errors import (
+    InvalidRequestError,
+    ProviderError,
+    ProviderUnavailableError,
+    SubmitOutcomeUnknownError,
+)
+from .http import (
+    AsyncClients,
+    ClientOptions,
+    ErrorInfo,
+    Op,
+    RetryPolicy,
+    Secret,
+    classify_error,
+    maybe_created,
+    outcome_unknown,
+    parse_retry_after,
+    transport_error,
+)
+from .inputs import Sources, derive_idempotency_key, hash_file, resolve_sources
+from .validation import check_local, validate
+
+__all__ = ["Dialect", "Endpoint", "ProviderClient", "Sources", "Submitted"]
+
+logger = logging.getLogger("omni_assets.providers")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to send: the base URL (may carry a path prefix) and the key."""
+
+    base_url: str
+    secret: Secret
+
+    def url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + path
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What a create call returned."""
+
+    task_id: str
+    request_id: str | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One provider's wire format, as pure functions (no I/O, no state)."""
+
+    name: str
+    default_base_url: str
+    build_body: Callable[[VideoRequest, ModelCapabilities, Sources], dict[str, Any]]
+    submit_request: Callable[[Endpoint, dict[str, Any], str | None], httpx.Request]
+    parse_submit: Callable[[httpx.Response], Submitted]
+    status_request: Callable[[Endpoint, str], httpx.Request]
+    parse_status: Callable[[httpx.Response, str, ModelCapabilities], TaskStatus]
+    error_info: Callable[[httpx.Response, Op], ErrorInfo | None]
+    upload_request: Callable[[Endpoint, str, IO[bytes], str], httpx.Request] | None = None
+    parse_upload: Callable[[httpx.Response], tuple[str, float | None]] | None = None
+    #: The provider honours an Idempotency-Key, so a submit may be replayed (APIMart only).
+    idempotent_submit: bool = False
+
+
+class ProviderClient:
+    """A Gemini Omni provider over HTTP; implements :class:`~omni_assets.providers.base.Provider`.
+
+    ``api_key`` is required (see :meth:`from_env`); ``base_url`` defaults to the provider's real
+    host; ``model`` to the provider's default model. ``transport`` / ``async_transport`` replace
+    the network (tests pass an ``httpx.MockTransport``, which serves both).
+    """
+
+    dialect: ClassVar[Dialect]
+    name: str
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str | None = None,
+        model: str | None = None,
+        options: ClientOptions | None = None,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = self.dialect.name
+        self._secret = Secret(api_key)
+        self.base_url = (base_url or self.dialect.default_base_url).rstrip("/")
+        caps = find(self.name, model)
+        if caps is None:
+            raise InvalidRequestError(
+                "model", model, ", ".join(models_for(self.name)), provider=self.name
+            )
+        self.model = caps.model
+        self.options = options or ClientOptions()
+        self._endpoint = Endpoint(self.base_url, self._secret)
+        headers = {"User-Agent": self.options.user_agent}
+        self._http = httpx.Client(
+            transport=transport,
+            headers=headers,
+            timeout=self.options.timeout(),
+            limits=self.options.limits(),
+        )
+        if async_transport is None and isinstance(transport, httpx.AsyncBaseTransport):
+            async_transport = transport
+
+        def make_async() -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                transport=async_transport or AiohttpTransport(limits=self.options.limits()),
+                headers=headers,
+                timeout=self.options.timeout(),
+            )
+
+        self._async = AsyncClients(make_async)
+
+    @classmethod
+    def from_env(cls, *, model: str | None = None, **kwargs: Any) -> ProviderClient:
+        """A client keyed by ``<PROVIDER>_API_KEY``, at ``<PROVIDER>_BASE_URL`` when set."""
+        prefix = cls.dialect.name.upper()
+        key = os.environ.get(f"{prefix}_API_KEY")
+        if not key:
+            raise InvalidRequestError(
+                f"{prefix}_API_KEY",
+                None,
+                "a non-empty API key in the environment",
+                provider=cls.dialect.name,
+            )
+        kwargs.setdefault("base_url", os.environ.get(f"{prefix}_BASE_URL") or None)
+        return cls(key, model=model, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} base_url={self.base_url!r} model={self.model!r}>"
+
+    # -- capabilities and validation (pure) -------------------------------------------------
+
+    def capabilities(self, model: str | None = None) -> ModelCapabilities:
+        """The capability table entry for ``model`` (default: this client's model)."""
+        caps = find(self.name, model or self.model)
+        if caps is None:
+            raise InvalidRequestError(
+                "model", model, ", ".join(models_for(self.name)), provider=self.name
+            )
+        return caps
+
+    def validate(self, request: VideoRequest) -> None:
+        """Raise InvalidRequestError (naming field, value, allowed) without any HTTP call."""
+        validate(request, self.name, self.model)
+
+    def build_body(
+        self,
+        request: VideoRequest,
+        *,
+        image_urls: tuple[str, ...] = (),
+        video_url: str | None = None,
+        extend_from: TaskRef | None = None,
+    ) -> dict[str, Any]:
+        """The exact JSON body this provider documents, for a valid request.
+
+        ``image_urls`` replace ``request.images`` one for one (uploaded local files); for an
+        extension, ``extend_from`` is the parent's task (APIMart ``extend_from_task_id``) and
+        ``video_url`` the parent's video URL (everyone else); otherwise ``video_url`` replaces
+        ``request.video``. Every source must be an ``http(s)`` URL by now.
+        """
+        caps = validate(request, self.name, self.model)
+        sources = resolve_sources(request, caps, image_urls, video_url, extend_from)
+        return self.dialect.build_body(request, caps, sources)
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        request: VideoRequest,
+        *,
+        image_urls: tuple[str, ...] = (),
+        video_url: str | None = None,
+        extend_from: TaskRef | None = None,
+        idempotency_key: str | None = None,
+    ) -> TaskRef:
+        """Create the (paid) task. Retried only where that cannot pay twice (``http.py``)."""
+        body = self.build_body(
+            request, image_urls=image_urls, video_url=video_url, extend_from=extend_from
+        )
+        caps = self.capabilities(request.model)
+        key = None
+        if self.dialect.idempotent_submit:
+            key = idempotency_key or derive_idempotency_key(request, caps.model)
+        idempotent = key is not None
+        try:
+            response = self._call(
+                "submit",
+                lambda: self.dialect.submit_request(self._endpoint, body, key),
+                self.options.submit_retry,
+                read_timeout=self.options.submit_read_timeout,
+                allow=None if idempotent else (lambda exc: not maybe_created(exc)),
+            )
+            submitted = self.dialect.parse_submit(response)
+        except SubmitOutcomeUnknownError:
+            raise
+        except ProviderUnavailableError as exc:
+            if maybe_created(exc):
+                raise outcome_unknown(exc, idempotency_key=key) from exc
+            raise
+        if response.headers.get("idempotency-replayed", "").lower() == "true":
+            logger.info("%s: submit replayed task %s", self.name, submitted.task_id)
+        return TaskRef(
+            provider=self.name,
+            task_id=submitted.task_id,
+            model=caps.model,
+            submitted_at=time.time(),
+            idempotency_key=key,
+            request_id=submitted.request_id,
+        )
+
+    def status(self, ref: TaskRef) -> TaskStatus:
+        """One status reading; transient failures are retried (a GET is safe to repeat)."""
+        caps = self._caps_for(ref)
+        response = self._call(
+            "status",
+            lambda: self.dialect.status_request(self._endpoint, ref.task_id),
+            self.options.status_retry,
+            task_id=ref.task_id,
+        )
+        return self._status_of(response, ref, caps)
+
+    async def astatus(self, ref: TaskRef) -> TaskStatus:
+        """:meth:`status` for many tasks at once from one event loop (same parsing)."""
+        caps = self._caps_for(ref)
+        client = await self._async.get()
+        policy = self.options.status_retry
+        async for attempt in policy.context():
+            with attempt:
+                request = self._prepare(
+                    self.dialect.status_request(self._endpoint, ref.task_id), None
+                )
+                try:
+                    response = await client.send(request)
+                    await response.aread()
+                except httpx.TransportError as exc:
+                    raise transport_error(
+                        exc, provider=self.name, op="status", task_id=ref.task_id
+                    ) from exc
+                self._raise_for_error(response, "status", ref.task_id)
+        return self._status_of(response, ref, caps)
+
+    def download(self, url: str, fs_url: str, **storage_options: Any) -> Any:
+        """Stream ``url`` into ``fs_url`` atomically (see ``download.py``)."""
+        return download_to(
+            self._http,
+            url,
+            fs_url,
+            options=self.options,
+            provider=self.name,
+            storage_options=storage_options,
+        )
+
+    def upload_image(self, path: str) -> UploadedFile:
+        """Upload a local image with the provider's upload API (multipart field ``file``)."""
+        caps = self.capabilities()
+        upload, make, parse = caps.upload, self.dialect.upload_request, self.dialect.parse_upload
+        if upload is None or make is None or parse is None:
+            raise InvalidRequestError(
+                "images",
+                path,
+                f"http(s):// URLs only: {self.name} has no upload API (providers.md §4.6); "
+                "turn local files into URLs first (e.g. a presigned storage URL)",
+                provider=self.name,
+                model=self.model,
+            )
+        check_local(path, caps, "images")
+        digest, size = hash_file(path)
+        mime = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        name = os.path.basename(path)
+        with ExitStack() as files:
+            response = self._call(
+                "upload",
+                lambda: make(self._endpoint, name, files.enter_context(open(path, "rb")), mime),
+                self.options.upload_retry,
+                read_timeout=self.options.upload_read_timeout,
+                # No idempotency on uploads: retried only when nothing reached the server.
+                allow=lambda exc: not maybe_created(exc),
+            )
+        url, expires_at = parse(response)
+        if expires_at is None:
+            expires_at = time.time() + upload.url_ttl
+        return UploadedFile(url=url, sha256=digest, size=size, expires_at=expires_at)
+
+    @property
+    def can_upload(self) -> bool:
+        return self.dialect.upload_request is not None and self.capabilities().upload is not None
+
+    @property
+    def can_cancel(self) -> bool:
+        """False: none of the four providers documents a cancel endpoint (providers.md §0-§4)."""
+        return False
+
+    def cancel(self, ref: TaskRef) -> bool:
+        """Always False (nothing cancelled): no provider documents a cancel endpoint.
+
+        APIMart has a ``cancelled`` status but no endpoint to reach it (providers.md §9).
+        """
+        return False
+
+    def close(self) -> None:
+        """Close the pooled sync connections (async clients close with their event loop)."""
+        self._http.close()
+
+    async def aclose(self) -> None:
+        """Close the current event loop's async client now."""
+        await self._async.aclose()
+
+    def __enter__(self) -> ProviderClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _caps_for(self, ref: TaskRef) -> ModelCapabilities:
+        if ref.provider != self.name:
+            raise ValueError(f"task {ref.task_id} belongs to {ref.provider}, not {self.name}")
+        return find(self.name, ref.model) or self.capabilities()
+
+    def _status_of(
+        self, response: httpx.Response, ref: TaskRef, caps: ModelCapabilities
+    ) -> TaskStatus:
+        status = self.dialect.parse_status(response, ref.task_id, caps)
+        hint = parse_retry_after(response.headers.get("retry-after"))
+        return dataclasses.replace(status, retry_after=hint) if hint is not None else status
+
+    def _prepare(self, request: httpx.Request, read_timeout: float | None) -> httpx.Request:
+        request.headers.setdefault("User-Agent", self.options.user_agent)
+        request.extensions = {
+            **request.extensions,
+            "timeout": self.options.timeout(read_timeout).as_dict(),
+        }
+        return request
+
+    def _call(
+        self,
+        op: Op,
+        make_request: Callable[[], httpx.Request],
+        policy: RetryPolicy,
+        *,
+        task_id: str | None = None,
+        read_timeout: float | None = None,
+        allow: Callable[[ProviderError], bool] | None = None,
+    ) -> httpx.Response:
+        for attempt in policy.context(allow):
+            with attempt:
+                request = self._prepare(make_request(), read_timeout)
+                try:
+                    response = self._http.send(request)
+                except httpx.TransportError as exc:
+                    raise transport_error(exc, provider=self.name, op=op, task_id=task_id) from exc
+                self._raise_for_error(response, op, task_id)
+        return response
+
+    def _raise_for_error(self, response: httpx.Response, op: Op, task_id: str | None) -> None:
+        info = self.dialect.error_info(response, op)
+        if info is not None:
+            raise classify_error(
+                info, provider=self.name, op=op, task_id=task_id, secret=self._secret
+            )

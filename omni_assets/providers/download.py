@@ -1,0 +1,234 @@
+"""Stream a video from a provider URL into any fsspec location, atomically.
+
+The body goes to a temporary sibling ``<name>.partial-<uuid>`` in chunks (memory stays flat for
+any size) while its sha256 is computed; only a complete, verified file is moved to the final
+path (``os.replace`` locally, ``fs.mv`` elsewhere), and the temporary file is removed on any
+failure, so the final path either holds the whole video or nothing.
+
+A connection that drops mid-body is resumed with ``Range: bytes=N-`` into the same open file and
+running hash (``If-Range`` guards against the object changing meanwhile); a server that ignores
+the range gets a clean restart. Provider URLs are short-lived (JimmyAI 3 days, APIMart/ToAPIs
+24 h: providers.md §0): a 403/404/410 or an "expired" body raises :class:`UrlExpiredError` so the
+caller can query the task again for a fresh URL instead of failing the video.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import fsspec
+import httpx
+from fsspec.implementations.local import LocalFileSystem
+
+from .base import DownloadResult
+from .errors import (
+    DownloadError,
+    ProviderError,
+    ProviderUnavailableError,
+    RateLimitedError,
+    UrlExpiredError,
+)
+from .http import ClientOptions, parse_retry_after, transport_error
+
+__all__ = ["download_to", "safe_url"]
+
+logger = logging.getLogger("omni_assets.providers")
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
+_EXPIRED_STATUSES = (403, 404, 410)
+# Mid-body failures worth a resume: the server answered, then the stream broke.
+_BODY_ERRORS = (httpx.ReadError, httpx.ReadTimeout, httpx.RemoteProtocolError)
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its query string: signed URLs carry short-lived credentials."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def download_to(
+    client: httpx.Client,
+    url: str,
+    fs_url: str,
+    *,
+    options: ClientOptions,
+    provider: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> DownloadResult:
+    """Download ``url`` to ``fs_url`` (local path or any fsspec URL) and return what landed."""
+    started = time.monotonic()
+    fs, path = fsspec.core.url_to_fs(fs_url, **(storage_options or {}))
+    local = isinstance(fs, LocalFileSystem)
+    if local:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.partial-{uuid.uuid4().hex}"
+    try:
+        digest, size = _fetch(client, url, fs, tmp, options, provider)
+        if local:
+            os.replace(tmp, path)
+        else:
+            fs.mv(tmp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if fs.exists(tmp):
+                fs.rm(tmp)
+        raise
+    return DownloadResult(uri=fs_url, sha256=digest, size=size, seconds=time.monotonic() - started)
+
+
+def _fetch(
+    client: httpx.Client,
+    url: str,
+    fs: Any,
+    tmp: str,
+    options: ClientOptions,
+    provider: str | None,
+) -> tuple[str, int]:
+    hasher = hashlib.sha256()
+    written = 0
+    total: int | None = None
+    etag: str | None = None
+    resumes = 0
+    fh = fs.open(tmp, "wb")
+    try:
+        while True:
+            headers = {"Accept-Encoding": "identity"}
+            if written:
+                headers["Range"] = f"bytes={written}-"
+                if etag and not etag.startswith("W/"):
+                    headers["If-Range"] = etag
+            try:
+                with _open(client, url, headers, options, provider) as response:
+                    if written and not _resumes_at(response, written):
+                        # Range ignored (200) or answered from elsewhere: start over cleanly.
+                        logger.info("download %s: server ignored Range; restarting", safe_url(url))
+                        fh.close()
+                        fh = fs.open(tmp, "wb")
+                        hasher, written = hashlib.sha256(), 0
+                    if not written:
+                        total = _length(response)
+                        etag = response.headers.get("etag")
+                    for chunk in response.iter_bytes(options.chunk_size):
+                        fh.write(chunk)
+                        hasher.update(chunk)
+                        written += len(chunk)
+            except _BODY_ERRORS as exc:
+                if resumes >= options.resume_attempts:
+                    raise DownloadError(
+                        f"download of {safe_url(url)} broke off {resumes + 1} times "
+                        f"({type(exc).__name__}: {exc})",
+                        provider=provider,
+                    ) from exc
+                resumes += 1
+                logger.info(
+                    "download %s: %s at byte %d; resuming (%d/%d)",
+                    safe_url(url),
+                    type(exc).__name__,
+                    written,
+                    resumes,
+                    options.resume_attempts,
+                )
+                continue
+            if total is not None and written < total and resumes < options.resume_attempts:
+                resumes += 1
+                continue
+            break
+    finally:
+        fh.close()
+    if total is not None and written != total:
+        raise DownloadError(
+            f"download of {safe_url(url)} ended at {written} of {total} bytes", provider=provider
+        )
+    if written == 0:
+        raise DownloadError(f"download of {safe_url(url)} was empty", provider=provider)
+    return hasher.hexdigest(), written
+
+
+def _resumes_at(response: httpx.Response, offset: int) -> bool:
+    if response.status_code != 206:
+        return False
+    match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+    return match is not None and int(match.group(1)) == offset
+
+
+def _length(response: httpx.Response) -> int | None:
+    """The full size of the object, when the response says it."""
+    match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+    if match and match.group(3) != "*":
+        return int(match.group(3))
+    length = response.headers.get("content-length")
+    return int(length) if length and length.isdigit() else None
+
+
+@contextlib.contextmanager
+def _open(
+    client: httpx.Client,
+    url: str,
+    headers: dict[str, str],
+    options: ClientOptions,
+    provider: str | None,
+) -> Iterator[httpx.Response]:
+    """A streaming GET whose headers arrived, connection/5xx failures retried."""
+    try:
+        for attempt in options.download_retry.context():
+            with attempt:
+                response = _send(client, url, headers, options, provider)
+        try:
+            yield response
+        finally:
+            response.close()
+    except ProviderError as exc:
+        raise DownloadError(
+            f"download of {safe_url(url)} failed: {exc.message}",
+            provider=provider,
+            status_code=exc.status_code,
+        ) from exc
+
+
+def _send(
+    client: httpx.Client,
+    url: str,
+    headers: dict[str, str],
+    options: ClientOptions,
+    provider: str | None,
+) -> httpx.Response:
+    request = client.build_request(
+        "GET", url, headers=headers, timeout=options.timeout(options.download_read_timeout)
+    )
+    try:
+        response = client.send(request, stream=True, follow_redirects=True)
+    except httpx.TransportError as exc:
+        raise transport_error(exc, provider=provider or "download", op="download") from exc
+    status = response.status_code
+    if status < 400:
+        return response
+    body = response.read()[:2000].decode("utf-8", "replace")
+    response.close()
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    if status == 429:
+        raise RateLimitedError(body or "rate limited", retry_after=retry_after, status_code=429)
+    if status >= 500:
+        raise ProviderUnavailableError(
+            body or "server error", retry_after=retry_after, status_code=status
+        )
+    if status in _EXPIRED_STATUSES or "expire" in body.lower():
+        raise UrlExpiredError(
+            f"the video URL {safe_url(url)} has expired or is gone (HTTP {status}); "
+            "query the task again for a fresh URL",
+            provider=provider,
+            status_code=status,
+        )
+    raise DownloadError(
+        f"download of {safe_url(url)} refused (HTTP {status}): {body[:300]}",
+        provider=provider,
+        status_code=status,
+    )
