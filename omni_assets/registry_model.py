@@ -1,0 +1,278 @@
+"""The values the task registry takes and returns (import them from ``omni_assets.registry``).
+
+Kept apart from the storage code so each module stays readable; everything here is plain,
+frozen and JSON-friendly, with no database in sight.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .providers.base import TaskRef, TaskState, TaskStatus
+from .providers.errors import OmniError
+
+__all__ = [
+    "TIMESTAMPS",
+    "TRANSITIONS",
+    "HistoryEvent",
+    "PollUpdate",
+    "Record",
+    "RecordState",
+    "RegisterItem",
+    "RegisterResult",
+    "StateConflictError",
+    "SupersededEntry",
+]
+
+# Epoch seconds; NULL until the step happens. ``polling_since`` restarts when polling resumes.
+TIMESTAMPS = (
+    "registered_at",
+    "submit_started_at",
+    "submitted_at",
+    "polling_since",
+    "remote_done_at",
+    "next_poll_at",
+    "last_polled_at",
+    "claimed_at",
+    "materialized_at",
+)
+
+
+class RecordState(str, Enum):
+    """Where a request stands; see the state machine in ``omni_assets.registry``."""
+
+    PENDING = "pending"
+    SUBMITTING = "submitting"
+    IN_FLIGHT = "in_flight"
+    READY = "ready"
+    MATERIALIZING = "materializing"
+    MATERIALIZED = "materialized"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    CANCELLED = "cancelled"
+
+
+_S = RecordState
+
+# The state machine, as data: event -> (states it may start from, state it leads to). Every
+# registry write that changes a state goes through one of these, as a compare-and-set.
+TRANSITIONS: dict[str, tuple[tuple[RecordState, ...], RecordState]] = {
+    "submit_started": ((_S.PENDING,), _S.SUBMITTING),
+    # From unknown too: a submitter declared stale that comes back with its task id.
+    "submitted": ((_S.SUBMITTING, _S.UNKNOWN), _S.IN_FLIGHT),
+    "submit_not_created": ((_S.SUBMITTING,), _S.PENDING),
+    "submit_failed": ((_S.SUBMITTING,), _S.FAILED),
+    "submit_unknown": ((_S.SUBMITTING,), _S.UNKNOWN),
+    "submit_stale": ((_S.SUBMITTING,), _S.UNKNOWN),
+    "remote_succeeded": ((_S.IN_FLIGHT,), _S.READY),
+    "remote_failed": ((_S.IN_FLIGHT,), _S.FAILED),
+    "remote_cancelled": ((_S.IN_FLIGHT,), _S.CANCELLED),
+    "timed_out": ((_S.IN_FLIGHT,), _S.FAILED),  # we stopped waiting; the task may still finish
+    "lost": ((_S.IN_FLIGHT,), _S.FAILED),  # the provider no longer knows the task
+    "claimed": ((_S.READY,), _S.MATERIALIZING),
+    "released": ((_S.MATERIALIZING,), _S.READY),
+    "claim_expired": ((_S.MATERIALIZING,), _S.READY),
+    "materialized": ((_S.MATERIALIZING,), _S.MATERIALIZED),
+    "retried": ((_S.FAILED, _S.UNKNOWN, _S.CANCELLED), _S.PENDING),
+    "resumed": ((_S.FAILED,), _S.IN_FLIGHT),
+    "cancelled": ((_S.PENDING, _S.IN_FLIGHT, _S.READY, _S.UNKNOWN), _S.CANCELLED),
+    # A changed request (new fingerprint); never while a process is submitting/materializing it.
+    "superseded": (
+        (_S.PENDING, _S.IN_FLIGHT, _S.READY, _S.MATERIALIZED, _S.FAILED, _S.UNKNOWN, _S.CANCELLED),
+        _S.PENDING,
+    ),
+}
+
+
+class StateConflictError(OmniError):
+    """A transition was asked of a record that is not in the state it requires."""
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class RegisterItem:
+    """One request to register under its partition key."""
+
+    key: str
+    fingerprint: str
+    provider: str
+    model: str
+    request_json: str
+    parent_key: str | None = None
+
+
+@dataclass
+class RegisterResult:
+    """What ``register`` did with each key."""
+
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # content changed: reset to pending
+    unchanged: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)  # changed, but busy: register again later
+
+
+@dataclass(frozen=True)
+class Record:
+    """One registry row, parsed."""
+
+    key: str
+    fingerprint: str
+    provider: str
+    model: str
+    request_json: str
+    request: dict[str, Any]
+    parent_key: str | None
+    state: RecordState
+    attempt: int
+    task_id: str | None
+    task_ref: TaskRef | None
+    idempotency_key: str | None
+    remote_status: str | None
+    progress: int | None
+    video_url: str | None
+    url_expires_at: float | None
+    error: dict[str, Any] | None
+    sources: dict[str, Any] | None
+    cost: float | None
+    credits: float | None
+    video_uri: str | None
+    sha256: str | None
+    size: int | None
+    run_id: str | None
+    registered_at: float
+    submit_started_at: float | None
+    submitted_at: float | None
+    polling_since: float | None
+    remote_done_at: float | None
+    next_poll_at: float | None
+    last_polled_at: float | None
+    claimed_at: float | None
+    materialized_at: float | None
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One audited event: a transition (``detail`` has ``from``/``to``) or a notable fact."""
+
+    key: str
+    at: float
+    event: str
+    detail: Any
+
+
+@dataclass(frozen=True)
+class SupersededEntry:
+    """What a key held before a changed request replaced it."""
+
+    key: str
+    at: float
+    fingerprint: str
+    new_fingerprint: str
+    attempt: int
+    state: RecordState
+    request: dict[str, Any]
+    task_ref: TaskRef | None
+    video_uri: str | None
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class PollUpdate:
+    """One task's polling outcome, as ``Registry.record_polls`` stores it.
+
+    ``state`` is IN_FLIGHT (poll again at ``next_poll_at``), READY, FAILED or CANCELLED. Build one
+    with the constructors below rather than by hand.
+    """
+
+    key: str
+    state: RecordState
+    next_poll_at: float | None = None
+    remote_status: str | None = None
+    progress: int | None = None
+    video_url: str | None = None
+    url_expires_at: float | None = None
+    cost: float | None = None
+    credits: float | None = None
+    remote_done_at: float | None = None
+    error: dict[str, Any] | None = None
+    event: str = ""  # the history event of a transition; by default from ``state``
+
+    @classmethod
+    def from_status(
+        cls,
+        key: str,
+        status: TaskStatus,
+        *,
+        next_poll_at: float | None = None,
+        now: float | None = None,
+    ) -> PollUpdate:
+        """Map a status reading: succeeded -> ready, failed/cancelled -> so, else keep polling."""
+        common: dict[str, Any] = {"remote_status": status.raw_status, "progress": status.progress}
+        if not status.terminal:
+            return cls(key, RecordState.IN_FLIGHT, next_poll_at=next_poll_at, **common)
+        done_at = status.completed_at or (time.time() if now is None else now)
+        common |= {"cost": status.cost, "credits": status.credits, "remote_done_at": done_at}
+        if status.state is TaskState.SUCCEEDED and status.video_url:
+            return cls(
+                key,
+                RecordState.READY,
+                video_url=status.video_url,
+                url_expires_at=status.expires_at,
+                **common,
+            )
+        if status.state is TaskState.SUCCEEDED:
+            error = _remote_error(status, "the provider reported success without a video URL")
+            return cls(key, RecordState.FAILED, error=error, **common)
+        target = (
+            RecordState.CANCELLED if status.state is TaskState.CANCELLED else RecordState.FAILED
+        )
+        message = status.error_message or f"the task ended {status.raw_status!r}"
+        return cls(key, target, error=_remote_error(status, message), **common)
+
+    @classmethod
+    def retry_later(
+        cls, key: str, *, next_poll_at: float, error: dict[str, Any] | None = None
+    ) -> PollUpdate:
+        """The poll itself failed (network, 429, 5xx): keep the task, poll again later."""
+        return cls(key, RecordState.IN_FLIGHT, next_poll_at=next_poll_at, error=error)
+
+    @classmethod
+    def timed_out(cls, key: str, status: TaskStatus | None, deadline_s: float) -> PollUpdate:
+        """We stopped waiting; the task may still finish (and is paid): ``retry`` resumes it."""
+        error = {
+            "error": "TaskTimeoutError",
+            "message": f"no result within {deadline_s:.0f} s of submission; the task may still "
+            "finish at the provider (and is paid for): retry resumes polling it",
+            "remote_status": status.raw_status if status else None,
+            "resumable": True,
+        }
+        return cls(
+            key,
+            RecordState.FAILED,
+            remote_status=status.raw_status if status else None,
+            progress=status.progress if status else None,
+            error=error,
+            event="timed_out",
+        )
+
+    @classmethod
+    def lost(cls, key: str, error: dict[str, Any]) -> PollUpdate:
+        """The provider no longer knows the task (e.g. a persistent 404): failed for good."""
+        return cls(key, RecordState.FAILED, error={**error, "resumable": False}, event="lost")
+
+
+def _remote_error(status: TaskStatus, message: str) -> dict[str, Any]:
+    return {
+        "error": "TaskFailedError",
+        "message": message,
+        "code": status.error_code,
+        "remote_status": status.raw_status,
+        "provider": status.provider,
+        "task_id": status.task_id,
+    }

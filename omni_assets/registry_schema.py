@@ -1,0 +1,241 @@
+"""Tables, engine set-up and row mapping of the task registry (internal to ``registry``).
+
+The registry speaks SQLAlchemy Core only, so the same statements run on SQLite and PostgreSQL;
+what differs (SQLite's locking and journal) is set up here, once, when the engine is made.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.pool import StaticPool
+
+from .providers.base import TaskRef
+from .registry_model import (
+    TIMESTAMPS,
+    HistoryEvent,
+    PollUpdate,
+    Record,
+    RecordState,
+    RegisterItem,
+    SupersededEntry,
+)
+
+__all__ = [
+    "FRESH",
+    "history_from_row",
+    "history_table",
+    "identity",
+    "make_engine",
+    "metadata",
+    "new_row",
+    "poll_params",
+    "poll_statement",
+    "record_from_row",
+    "records_table",
+    "superseded_from_row",
+    "superseded_row",
+    "superseded_table",
+    "task_ref",
+    "to_json",
+]
+
+metadata = sa.MetaData()
+_KEY = sa.String(255)
+records_table = sa.Table(
+    "omni_records",
+    metadata,
+    sa.Column("key", _KEY, primary_key=True),
+    sa.Column("fingerprint", sa.String(128), nullable=False),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("request_json", sa.Text, nullable=False),
+    sa.Column("parent_key", _KEY),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("task_id", sa.String(255)),
+    sa.Column("task_ref_json", sa.Text),
+    sa.Column("idempotency_key", sa.String(255)),
+    sa.Column("remote_status", sa.String(255)),
+    sa.Column("progress", sa.Integer),
+    sa.Column("video_url", sa.Text),
+    sa.Column("url_expires_at", sa.Float),
+    sa.Column("error_json", sa.Text),
+    sa.Column("sources_json", sa.Text),
+    sa.Column("cost", sa.Float),
+    sa.Column("credits", sa.Float),
+    *(sa.Column(name, sa.Float) for name in TIMESTAMPS),  # epoch seconds (double precision)
+    sa.Column("video_uri", sa.Text),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("run_id", sa.String(255)),
+    # The poll query reads in-flight rows only: finished rows never enter its index range.
+    sa.Index("ix_omni_records_state_next_poll", "state", "next_poll_at"),
+    sa.Index("ix_omni_records_state_provider", "state", "provider"),
+)
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+history_table = sa.Table(
+    "omni_history",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("key", _KEY, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("detail_json", sa.Text, nullable=False),
+    sa.Index("ix_omni_history_key", "key", "id"),
+)
+superseded_table = sa.Table(
+    "omni_superseded",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("key", _KEY, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("fingerprint", sa.String(128), nullable=False),
+    sa.Column("new_fingerprint", sa.String(128), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("request_json", sa.Text, nullable=False),
+    sa.Column("task_ref_json", sa.Text),
+    sa.Column("video_uri", sa.Text),
+    sa.Column("sha256", sa.String(64)),
+    sa.Index("ix_omni_superseded_key", "key", "id"),
+)
+
+# What a request is, as registered; every other column is about a submission and its outcome,
+# and is cleared (FRESH) when the key starts over.
+_IDENTITY = ("key", "fingerprint", "provider", "model", "request_json", "parent_key")
+_KEPT = (*_IDENTITY, "state", "attempt", "registered_at")
+FRESH: dict[str, Any] = dict.fromkeys(c.name for c in records_table.columns if c.name not in _KEPT)
+_PLAIN = [
+    c.name
+    for c in records_table.columns
+    if c.name not in ("state", "task_ref_json", "error_json", "sources_json")
+]
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and explicit BEGIN handling."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        # values_plus_batch: an UPDATE executemany goes in pages, not one round trip per row.
+        return sa.create_engine(parsed, executemany_mode="values_plus_batch", pool_pre_ping=True)
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:")
+    if in_memory:
+        engine = sa.create_engine(parsed, poolclass=StaticPool)
+    else:
+        if not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed)
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling takes the write lock late (and then fails instead
+        # of waiting); we issue BEGIN ourselves, IMMEDIATE for writes.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("omni_write")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def new_row(item: RegisterItem, now: float) -> dict[str, Any]:
+    """The row of a newly registered request."""
+    return {**FRESH, **identity(item), "state": "pending", "attempt": 1, "registered_at": now}
+
+
+def identity(item: RegisterItem) -> dict[str, Any]:
+    """The columns that say what a request is."""
+    return {name: getattr(item, name) for name in _IDENTITY}
+
+
+def superseded_row(old: Row[Any], new_fingerprint: str, now: float) -> dict[str, Any]:
+    """The ``omni_superseded`` row keeping what ``old`` held before a changed request."""
+    kept = ("key", "fingerprint", "attempt", "state", "request_json", "task_ref_json")
+    return {
+        **{name: old._mapping[name] for name in kept},
+        "video_uri": old.video_uri,
+        "sha256": old.sha256,
+        "new_fingerprint": new_fingerprint,
+        "at": now,
+    }
+
+
+def superseded_from_row(row: Row[Any]) -> SupersededEntry:
+    """Parse one ``omni_superseded`` row."""
+    m = row._mapping
+    plain = ("key", "at", "fingerprint", "new_fingerprint", "attempt", "video_uri", "sha256")
+    return SupersededEntry(
+        **{name: m[name] for name in plain},
+        state=RecordState(m["state"]),
+        request=json.loads(m["request_json"]),
+        task_ref=task_ref(m["task_ref_json"]),
+    )
+
+
+def history_from_row(row: Row[Any]) -> HistoryEvent:
+    """Parse one ``omni_history`` row."""
+    return HistoryEvent(row.key, row.at, row.event, json.loads(row.detail_json))
+
+
+def poll_statement() -> sa.Update:
+    """One UPDATE for every task still running after a poll, for executemany."""
+    c = records_table.c
+    return (
+        sa.update(records_table)
+        .where(c.key == sa.bindparam("p_key"), c.state == RecordState.IN_FLIGHT.value)
+        .values(
+            remote_status=sa.func.coalesce(sa.bindparam("p_remote_status"), c.remote_status),
+            progress=sa.func.coalesce(sa.bindparam("p_progress"), c.progress),
+            next_poll_at=sa.bindparam("p_next_poll_at"),
+            last_polled_at=sa.bindparam("p_now"),
+            error_json=sa.bindparam("p_error_json"),
+        )
+    )
+
+
+def poll_params(update: PollUpdate, now: float) -> dict[str, Any]:
+    """The parameters of ``poll_statement`` for one update."""
+    return {
+        "p_key": update.key,
+        "p_remote_status": update.remote_status,
+        "p_progress": update.progress,
+        "p_next_poll_at": now if update.next_poll_at is None else update.next_poll_at,
+        "p_now": now,
+        "p_error_json": to_json(update.error),
+    }
+
+
+def to_json(value: Any) -> str | None:
+    """Canonical JSON text, or None for None."""
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def task_ref(text: str | None) -> TaskRef | None:
+    """Parse a stored TaskRef."""
+    return TaskRef.from_json(text) if text else None
+
+
+def record_from_row(row: Row[Any]) -> Record:
+    """Parse one ``omni_records`` row."""
+    m = row._mapping
+    return Record(
+        **{name: m[name] for name in _PLAIN},
+        state=RecordState(m["state"]),
+        request=json.loads(m["request_json"]),
+        task_ref=task_ref(m["task_ref_json"]),
+        error=json.loads(m["error_json"]) if m["error_json"] else None,
+        sources=json.loads(m["sources_json"]) if m["sources_json"] else None,
+    )
