@@ -73,7 +73,10 @@ _MODERATION = re.compile(
     r"content[ _-]?polic|safety|moderat|harmful|nsfw|sensitive content|blocked|敏感|违规|审核",
     re.IGNORECASE,
 )
-_BALANCE = re.compile(r"insufficient|balance|quota|credit|余额|欠费", re.IGNORECASE)
+_BALANCE = re.compile(
+    r"insufficient[ _-]?(balance|credits?|quota|funds?)|recharge|top[ -]?up|余额不足|欠费",
+    re.IGNORECASE,
+)
 
 
 class Secret:
@@ -245,10 +248,12 @@ def classify_error(
     }
     status = info.status
     text = f"{info.code or ''} {message}"
+    if status == 455:  # CRUN "Service Unavailable - maintenance" (seed 003): come back later.
+        return ProviderUnavailableError(message, retry_after=info.retry_after, **kw)
     if status is not None and 400 <= status < 500 and status not in (401, 404, 429):
         if _MODERATION.search(text):
             return ContentRejectedError(message, **kw)
-        if status == 402 or (status == 403 and _BALANCE.search(text)):
+        if status == 402 or _BALANCE.search(text):
             return InsufficientBalanceError(message, **kw)
     if status in (401, 403):
         return AuthenticationError(message, **kw)
@@ -262,7 +267,7 @@ def classify_error(
         return RequestRejectedError(message, **kw)
     if status == 505:  # CRUN "Feature Disabled" (seed 003): retrying will not help.
         return RequestRejectedError(message, **kw)
-    if status is not None and (status >= 500 or status == 455):
+    if status is not None and status >= 500:
         return ProviderUnavailableError(message, retry_after=info.retry_after, **kw)
     if _MODERATION.search(text):
         return ContentRejectedError(message, **kw)
