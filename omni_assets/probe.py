@@ -1,0 +1,131 @@
+"""What a stored video really is (duration, resolution, codecs), and a small PNG thumbnail.
+
+Both read through an fsspec file object, so they work the same on a local disk and on S3 (PyAV
+reads only the parts it needs: the index, then a few packets). The thumbnail is encoded with
+FFmpeg's own PNG encoder through PyAV, so no imaging library is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import av.container
+import av.video
+
+from .providers.errors import DownloadError
+
+__all__ = ["InvalidVideoError", "VideoProbe", "data_uri_png", "probe_video", "thumbnail_png"]
+
+
+class InvalidVideoError(DownloadError):
+    """The file is not a playable video: not a video at all, no video stream, or undecodable."""
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """Facts read from the file itself (not from what the provider said)."""
+
+    duration_s: float
+    width: int
+    height: int
+    video_codec: str
+    audio_codec: str | None
+    fps: float | None
+    size: int
+
+
+def probe_video(fs: Any, path: str) -> VideoProbe:
+    """Read ``path`` on fsspec filesystem ``fs``; raises InvalidVideoError if it does not play.
+
+    "Plays" means: a container FFmpeg recognizes, a video stream, and a first frame that decodes.
+    """
+    size = _nonempty_size(fs, path)
+    with fs.open(path, "rb") as fh, _open(fh, path) as container:
+        stream = _video_stream(container, path)
+        try:
+            frame = next(container.decode(stream), None)
+        except av.FFmpegError as exc:
+            raise InvalidVideoError(f"{path}: the video stream does not decode ({exc})") from exc
+        if frame is None:
+            raise InvalidVideoError(f"{path}: the video stream has no frame")
+        audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+        rate = stream.average_rate or stream.guessed_rate
+        return VideoProbe(
+            duration_s=_duration(container, stream),
+            width=stream.codec_context.width or frame.width,
+            height=stream.codec_context.height or frame.height,
+            video_codec=stream.codec_context.name,
+            audio_codec=audio,
+            fps=round(float(rate), 3) if rate else None,
+            size=size,
+        )
+
+
+def thumbnail_png(fs: Any, path: str, width: int = 160, *, at: float = 1 / 3) -> bytes:
+    """A PNG of the frame at fraction ``at`` of the video, ``width`` pixels wide (aspect kept)."""
+    if width < 2:
+        raise ValueError(f"thumbnail width must be at least 2 pixels, not {width}")
+    _nonempty_size(fs, path)
+    with fs.open(path, "rb") as fh, _open(fh, path) as container:
+        stream = _video_stream(container, path)
+        target = _duration(container, stream) * at
+        frame = None
+        try:
+            if target > 0 and stream.time_base:
+                # Lands on the keyframe before the target; decode forward from there.
+                container.seek(int(target / stream.time_base), stream=stream)
+            for frame in container.decode(stream):
+                if frame.time is None or frame.time >= target:
+                    break
+        except av.FFmpegError as exc:
+            raise InvalidVideoError(f"{path}: cannot decode a frame ({exc})") from exc
+        if frame is None:
+            raise InvalidVideoError(f"{path}: the video stream has no frame")
+    height = max(2, round(width * frame.height / frame.width / 2) * 2)
+    return _encode_png(frame.reformat(width=width, height=height, format="rgb24"))
+
+
+def data_uri_png(data: bytes) -> str:
+    """``data:image/png;base64,...``: shows inline in markdown (the Dagster UI renders it)."""
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _nonempty_size(fs: Any, path: str) -> int:
+    size = int(fs.size(path))
+    if size == 0:  # FFmpeg would seek before the start of it and fail with a bare EINVAL
+        raise InvalidVideoError(f"{path}: not a video FFmpeg can read (the file is empty)")
+    return size
+
+
+def _open(fh: Any, path: str) -> av.container.InputContainer:
+    try:
+        container: av.container.InputContainer = av.open(fh, "r")
+    except av.FFmpegError as exc:
+        raise InvalidVideoError(f"{path}: not a video FFmpeg can read ({exc})") from exc
+    return container
+
+
+def _video_stream(container: av.container.InputContainer, path: str) -> av.video.VideoStream:
+    if not container.streams.video:
+        kinds = ", ".join(s.type for s in container.streams) or "none"
+        raise InvalidVideoError(f"{path}: no video stream (streams: {kinds})")
+    return container.streams.video[0]
+
+
+def _duration(container: av.container.InputContainer, stream: av.video.VideoStream) -> float:
+    if container.duration is not None:
+        return container.duration / av.time_base
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return 0.0
+
+
+def _encode_png(frame: av.VideoFrame) -> bytes:
+    codec = av.CodecContext.create("png", "w")
+    assert isinstance(codec, av.VideoCodecContext)
+    codec.width, codec.height, codec.pix_fmt = frame.width, frame.height, "rgb24"
+    packets = [*codec.encode(frame), *codec.encode(None)]
+    return b"".join(bytes(packet) for packet in packets)

@@ -1,0 +1,182 @@
+"""Probe and thumbnail real mp4s made here with PyAV, locally and through S3."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import uuid
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import fsspec
+import numpy as np
+import pytest
+
+import omni_assets.probe as probe_module
+from omni_assets.probe import (
+    InvalidVideoError,
+    VideoProbe,
+    data_uri_png,
+    probe_video,
+    thumbnail_png,
+)
+from omni_assets.providers.errors import DownloadError
+from omni_assets.storage import VideoStorage
+
+from .servers import SeaweedS3
+
+LOCAL = fsspec.filesystem("file")
+FPS = 24
+
+
+def make_mp4(
+    path: Path, *, seconds: float = 2.0, size: tuple[int, int] = (320, 180), audio: bool = True
+) -> Path:
+    """An H.264 (+AAC) mp4 in which a red bar grows from the left edge, frame by frame."""
+    width, height = size
+    frames = round(seconds * FPS)
+    with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"}) as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        sound = out.add_stream("aac", rate=44_100) if audio else None
+        for i in range(frames):
+            image = np.zeros((height, width, 3), np.uint8)
+            image[:, : round(width * i / frames)] = (255, 0, 0)
+            out.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(video.encode())
+        if sound is not None:
+            for start in range(0, round(seconds * 44_100), 1024):
+                tone = np.sin(np.arange(start, start + 1024) / 20).astype(np.float32) * 0.2
+                frame = av.AudioFrame.from_ndarray(
+                    tone.reshape(1, -1), format="fltp", layout="mono"
+                )
+                frame.sample_rate, frame.pts, frame.time_base = 44_100, start, Fraction(1, 44_100)
+                out.mux(sound.encode(frame))
+            out.mux(sound.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_mp4(tmp_path_factory.mktemp("clips") / "clip.mp4")
+
+
+def test_probe_reads_the_real_facts(clip: Path) -> None:
+    probe = probe_video(LOCAL, str(clip))
+    assert probe == VideoProbe(
+        duration_s=pytest.approx(2.0, abs=0.1),  # type: ignore[arg-type]
+        width=320,
+        height=180,
+        video_codec="h264",
+        audio_codec="aac",
+        fps=24.0,
+        size=clip.stat().st_size,
+    )
+
+
+def test_probe_video_without_audio(tmp_path: Path) -> None:
+    clip = make_mp4(tmp_path / "silent.mp4", seconds=1.0, size=(128, 96), audio=False)
+    probe = probe_video(LOCAL, str(clip))
+    assert (probe.width, probe.height, probe.audio_codec) == (128, 96, None)
+    assert probe.duration_s == pytest.approx(1.0, abs=0.1)
+
+
+def test_probe_and_thumbnail_through_s3(s3_server: SeaweedS3, clip: Path) -> None:
+    storage = VideoStorage(
+        s3_server.url(f"probe-{uuid.uuid4().hex[:8]}"), s3_server.storage_options
+    )
+    path = storage.video_path("clip")
+    storage.write_bytes_atomic(path, clip.read_bytes())
+    local = probe_video(LOCAL, str(clip))
+    assert probe_video(storage.fs, path) == local
+    assert thumbnail_png(storage.fs, path) == thumbnail_png(LOCAL, str(clip))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"this is not a video at all, just some text\n" * 50, "not a video FFmpeg can read"),
+        (b"", "not a video FFmpeg can read"),
+    ],
+)
+def test_not_a_video_is_a_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "fake.mp4"
+    path.write_bytes(content)
+    with pytest.raises(InvalidVideoError, match=message) as caught:
+        probe_video(LOCAL, str(path))
+    assert str(path) in str(caught.value)
+    assert isinstance(caught.value, DownloadError)
+    with pytest.raises(InvalidVideoError):
+        thumbnail_png(LOCAL, str(path))
+
+
+def test_a_truncated_video_is_refused(tmp_path: Path, clip: Path) -> None:
+    path = tmp_path / "truncated.mp4"
+    path.write_bytes(clip.read_bytes()[:2000])
+    with pytest.raises(InvalidVideoError):
+        probe_video(LOCAL, str(path))
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
+    path = tmp_path / "sound.m4a"
+    with av.open(str(path), "w", format="mp4") as out:
+        sound = out.add_stream("aac", rate=44_100)
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+        )
+        frame.sample_rate, frame.pts = 44_100, 0
+        out.mux(sound.encode(frame))
+        out.mux(sound.encode())
+    with pytest.raises(InvalidVideoError, match="no video stream \\(streams: audio\\)"):
+        probe_video(LOCAL, str(path))
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    with av.open(io.BytesIO(data), "r", format="png_pipe") as container:
+        frame = next(container.decode(video=0))
+        return frame.to_ndarray(format="rgb24")
+
+
+def test_thumbnail_is_a_small_png_of_the_frame_a_third_in(clip: Path) -> None:
+    png = thumbnail_png(LOCAL, str(clip))
+    assert png_size(png) == (160, 90)
+    pixels = decode_png(png)
+    assert pixels.shape == (90, 160, 3)
+    # At 1/3 of the clip the red bar covers about a third of the width.
+    red_columns = int((pixels[45, :, 0] > 128).sum())
+    assert 40 <= red_columns <= 64, red_columns
+    assert pixels[45, 5, 0] > 200 and pixels[45, 150, 0] < 50
+
+
+def test_thumbnail_width_and_position(clip: Path) -> None:
+    assert png_size(thumbnail_png(LOCAL, str(clip), width=64)) == (64, 36)
+    late = decode_png(thumbnail_png(LOCAL, str(clip), width=160, at=0.9))
+    assert int((late[45, :, 0] > 128).sum()) > 130
+    with pytest.raises(ValueError):
+        thumbnail_png(LOCAL, str(clip), width=1)
+
+
+def test_data_uri_png(clip: Path) -> None:
+    png = thumbnail_png(LOCAL, str(clip))
+    uri = data_uri_png(png)
+    assert uri.startswith("data:image/png;base64,iVBORw0KGgo")
+    assert base64.b64decode(uri.split(",", 1)[1]) == png
+
+
+def test_public_api() -> None:
+    assert set(probe_module.__all__) == {
+        "InvalidVideoError",
+        "VideoProbe",
+        "data_uri_png",
+        "probe_video",
+        "thumbnail_png",
+    }
