@@ -22,11 +22,15 @@ def body(
     model: str | None = None,
     extend_from: TaskRef | None = None,
     video_url: str | None = None,
+    video_seconds: float | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
     client, _ = client_for(provider, model=model)
     return client.build_body(
-        VideoRequest(prompt=P, **fields), extend_from=extend_from, video_url=video_url
+        VideoRequest(prompt=P, **fields),
+        extend_from=extend_from,
+        video_url=video_url,
+        video_seconds=video_seconds,
     )
 
 
@@ -218,6 +222,14 @@ def test_body(
     provider: str, model: str | None, fields: dict[str, Any], expected: dict[str, Any]
 ) -> None:
     assert body(provider, model, **fields) == expected
+
+
+def test_crun_clip_bounds() -> None:
+    clip = body("crun", video=VID, video_seconds=6.4)["input"]["video_list"]
+    assert clip == [{"url": VID, "start": 0, "ends": 6}]
+    clip = body("crun", video=VID, video_seconds=0.4)["input"]["video_list"]
+    assert clip == [{"url": VID, "start": 0, "ends": 1}]
+    assert body("jimmyai", video=VID, video_seconds=6.4)["video_urls"] == [VID]
 
 
 def test_apimart_extension_by_task_id() -> None:

@@ -46,6 +46,7 @@ from .http import (
     transport_error,
 )
 from .inputs import Sources, derive_idempotency_key, hash_file, resolve_sources
+from .probe import probe_seconds
 from .validation import check_local, validate
 
 __all__ = ["Dialect", "Endpoint", "ProviderClient", "Sources", "Submitted"]
@@ -89,6 +90,8 @@ class Dialect:
     parse_upload: Callable[[httpx.Response], tuple[str, float | None]] | None = None
     #: The provider honours an Idempotency-Key, so a submit may be replayed (APIMart only).
     idempotent_submit: bool = False
+    #: The body carries the reference video's length (CRUN ``video_list`` start/ends).
+    needs_video_seconds: bool = False
 
 
 class ProviderClient:
@@ -182,16 +185,20 @@ class ProviderClient:
         image_urls: tuple[str, ...] = (),
         video_url: str | None = None,
         extend_from: TaskRef | None = None,
+        video_seconds: float | None = None,
     ) -> dict[str, Any]:
         """The exact JSON body this provider documents, for a valid request.
 
         ``image_urls`` replace ``request.images`` one for one (uploaded local files); for an
         extension, ``extend_from`` is the parent's task (APIMart ``extend_from_task_id``) and
         ``video_url`` the parent's video URL (everyone else); otherwise ``video_url`` replaces
-        ``request.video``. Every source must be an ``http(s)`` URL by now.
+        ``request.video``. Every source must be an ``http(s)`` URL by now. ``video_seconds`` is
+        the reference video's length where the body needs it (CRUN; ``submit`` measures it).
         """
         caps = validate(request, self.name, self.model)
         sources = resolve_sources(request, caps, image_urls, video_url, extend_from)
+        if video_seconds is not None:
+            sources = dataclasses.replace(sources, video_seconds=video_seconds)
         return self.dialect.build_body(request, caps, sources)
 
     # -- calls --------------------------------------------------------------------------------
@@ -204,12 +211,21 @@ class ProviderClient:
         video_url: str | None = None,
         extend_from: TaskRef | None = None,
         idempotency_key: str | None = None,
+        video_seconds: float | None = None,
     ) -> TaskRef:
-        """Create the (paid) task. Retried only where that cannot pay twice (``http.py``)."""
-        body = self.build_body(
-            request, image_urls=image_urls, video_url=video_url, extend_from=extend_from
-        )
-        caps = self.capabilities(request.model)
+        """Create the (paid) task. Retried only where that cannot pay twice (``http.py``).
+
+        Where the body needs the reference video's length (CRUN) and ``video_seconds`` is not
+        given, the video is fetched and measured first.
+        """
+        caps = validate(request, self.name, self.model)
+        sources = resolve_sources(request, caps, image_urls, video_url, extend_from)
+        if self.dialect.needs_video_seconds and sources.video_url and video_seconds is None:
+            timeout = self.options.timeout(self.options.download_read_timeout)
+            video_seconds = probe_seconds(self._http, sources.video_url, timeout=timeout)
+        if video_seconds is not None:
+            sources = dataclasses.replace(sources, video_seconds=video_seconds)
+        body = self.dialect.build_body(request, caps, sources)
         key = None
         if self.dialect.idempotent_submit:
             key = idempotency_key or derive_idempotency_key(request, caps.model)

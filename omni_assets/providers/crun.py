@@ -5,7 +5,8 @@ Wire contract (providers.md §4):
 * ``POST /api/v1/client/job/CreateTask`` with ``x-api-key``; body
   ``{"model": "google/gemini-omni", "input": {...}}`` where ``input`` holds ``prompt``,
   ``aspect_ratio``, ``resolution``, ``duration`` (dropped when a video is given), ``img_urls``
-  and ``video_list: [{"url": ...}]`` ([3P] schema; the doc page's schema could not be read).
+  and ``video_list: [{"url", "start", "ends"}]`` ([3P] schema; the doc page's schema could not
+  be read). The clip's length is measured before submit (``probe.py``).
   Answers ``{"code":200,"message":"success","data":{"task_id"}}``.
 * ``GET /api/v1/client/job/TaskInfo?task_id=…``: ``data.status`` ∈ pending, running, success,
   failed; ``data.result.media_urls[0]``; ``data.result.{code,message}`` on failure; ``credits``.
@@ -28,6 +29,7 @@ from .client import Dialect, Endpoint, ProviderClient, Submitted
 from .errors import SubmitOutcomeUnknownError
 from .http import ErrorInfo, Op, parse_retry_after
 from .inputs import Sources
+from .probe import clip_seconds
 
 __all__ = ["DIALECT", "CRUNClient", "build_body", "parse_status"]
 
@@ -60,8 +62,12 @@ def build_body(request: VideoRequest, caps: ModelCapabilities, src: Sources) -> 
     if src.image_urls:
         params["img_urls"] = list(src.image_urls)
     if src.video_url is not None:
-        # Trimming (start/ends) is optional in the [3P] schema; the whole clip is used.
-        params["video_list"] = [{"url": src.video_url}]
+        # One clip {"url", "start", "ends"}, ends > start >= 0 in whole seconds ([3P] schema,
+        # providers.md §4.2): the whole clip, as far as its last whole second.
+        clip: dict[str, Any] = {"url": src.video_url}
+        if src.video_seconds is not None:
+            clip.update(start=0, ends=clip_seconds(src.video_seconds))
+        params["video_list"] = [clip]
     return {"model": caps.model, "input": params}
 
 
@@ -143,6 +149,7 @@ DIALECT = Dialect(
     status_request=status_request,
     parse_status=parse_status,
     error_info=error_info,
+    needs_video_seconds=True,
 )
 
 

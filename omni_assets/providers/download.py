@@ -117,10 +117,16 @@ def _fetch(
                     if not written:
                         total = _length(response)
                         etag = response.headers.get("etag")
-                    for chunk in response.iter_bytes(options.chunk_size):
-                        fh.write(chunk)
-                        hasher.update(chunk)
-                        written += len(chunk)
+                    # Pieces as they arrive, written in chunk_size blocks; whatever arrived
+                    # before a drop is kept (iter_bytes(chunk_size) would lose its buffer).
+                    buffer = bytearray()
+                    try:
+                        for piece in response.iter_bytes():
+                            buffer += piece
+                            if len(buffer) >= options.chunk_size:
+                                written += _flush(fh, hasher, buffer)
+                    finally:
+                        written += _flush(fh, hasher, buffer)
             except _BODY_ERRORS as exc:
                 if resumes >= options.resume_attempts:
                     raise DownloadError(
@@ -151,6 +157,15 @@ def _fetch(
     if written == 0:
         raise DownloadError(f"download of {safe_url(url)} was empty", provider=provider)
     return hasher.hexdigest(), written
+
+
+def _flush(fh: Any, hasher: Any, buffer: bytearray) -> int:
+    size = len(buffer)
+    if size:
+        fh.write(buffer)
+        hasher.update(buffer)
+        buffer.clear()
+    return size
 
 
 def _resumes_at(response: httpx.Response, offset: int) -> bool:

@@ -27,6 +27,8 @@ class Sources:
     image_urls: tuple[str, ...] = ()
     video_url: str | None = None
     extend_task_id: str | None = None
+    #: The reference video's length, when known (CRUN needs it for ``video_list``).
+    video_seconds: float | None = None
 
 
 def derive_idempotency_key(request: VideoRequest, model: str) -> str:
