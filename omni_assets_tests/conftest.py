@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from omni_assets.emulator import EmulatorConfig, EmulatorServer
+
 from .servers import PostgresServer, SeaweedS3, require_system, weed_binary
 
 # -- real servers (omni_assets_tests/servers.py) ------------------------------------------------
@@ -34,3 +36,21 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """SQLAlchemy URL (postgresql+psycopg2) of a database on the session's PostgreSQL server."""
     return postgres_server.url
+
+
+# -- the provider emulator (omni_assets/emulator) -----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[EmulatorServer]:
+    """The four-provider emulator on 127.0.0.1 (tasks finish in ~0.3 s), shared by the session."""
+    config = EmulatorConfig(generation_seconds=0.3, queue_fraction=0.3, seed=1)
+    with EmulatorServer(config) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_emulator(emulator: EmulatorServer) -> EmulatorServer:
+    """The session's emulator reset to its start-up config, with no tasks, files or audit."""
+    emulator.reset()
+    return emulator

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -80,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"omni_assets emulator on {base}", file=sys.stderr)
     for provider in PROVIDERS:
         print(f"  {provider:8} {base}/{provider}", file=sys.stderr)
-    run_emulator(args.host, args.port, config)
+    # uvicorn re-raises the SIGINT it handled once it has shut down; Ctrl-C is how this command
+    # is meant to stop, so that is a clean exit.
+    with contextlib.suppress(KeyboardInterrupt):
+        run_emulator(args.host, args.port, config)
     return 0
 
 

@@ -10,16 +10,15 @@ expired URL, 416 for an unsatisfiable range, 206 with ``Content-Range`` for a si
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .common import gateway_response
-from .files import Served
 from .state import EmulatorState
 from .video import iter_padded
 
@@ -48,7 +47,7 @@ def parse_range(header: str | None, total: int) -> tuple[int, int] | None:
         end = int(last) if last else total - 1
     except ValueError:
         return None
-    if end < start:
+    if end < start and last:
         return None
     if start >= total:
         return _UNSATISFIABLE
@@ -119,7 +118,7 @@ def files_route(state: EmulatorState) -> Route:
             )
 
         return _Stream(
-            lambda: _chunks(served, path, start, end),
+            iter_padded(path, served.padding, start, end),
             status=206 if wanted is not None else 200,
             headers=headers,
             drop_at=drop_at,
@@ -129,16 +128,12 @@ def files_route(state: EmulatorState) -> Route:
     return Route("/files/{name}", download, methods=["GET"])
 
 
-def _chunks(served: Served, path: Path, start: int, end: int) -> Iterator[bytes]:
-    return iter_padded(path, served.padding, start, end)
-
-
 class _Stream(Response):
     """Streams the body from a generator, noticing client disconnects and injected drops."""
 
     def __init__(
         self,
-        chunks: Callable[[], Iterator[bytes]],
+        chunks: Iterator[bytes],
         *,
         status: int,
         headers: dict[str, str],
@@ -149,6 +144,7 @@ class _Stream(Response):
         self._chunks = chunks
         self._drop_at = drop_at
         self._on_done = on_done
+        self._sent = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
@@ -157,33 +153,38 @@ class _Stream(Response):
         if scope["method"] == "HEAD":
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        sent, outcome = 0, "aborted"
-        try:
-            async with anyio.create_task_group() as group:
+        outcome = "aborted"
+        async with anyio.create_task_group() as group:
 
-                async def watch_disconnect() -> None:
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
-                    group.cancel_scope.cancel()
-
-                group.start_soon(watch_disconnect)
-                for chunk in self._chunks():
-                    if self._drop_at is not None and sent + len(chunk) >= self._drop_at:
-                        chunk = chunk[: self._drop_at - sent]
-                        if chunk:
-                            await send(
-                                {"type": "http.response.body", "body": chunk, "more_body": True}
-                            )
-                            sent += len(chunk)
-                        # Returning without the final body message makes the server close the
-                        # connection mid-body (see server.quiet_uvicorn for the log noise).
-                        outcome = "dropped"
-                        break
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    sent += len(chunk)
-                else:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                    outcome = "complete"
+            async def watch_disconnect() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
                 group.cancel_scope.cancel()
-        finally:
-            self._on_done(sent, outcome)
+
+            group.start_soon(watch_disconnect)
+            try:
+                outcome = await self._send_body(send)
+            finally:
+                # Recorded before leaving the task group: a client that has the whole body may
+                # already be reading the audit while the watcher is being cancelled.
+                self._on_done(self._sent, outcome)
+            group.cancel_scope.cancel()
+
+    async def _send_body(self, send: Send) -> str:
+        for chunk in self._chunks:
+            if self._drop_at is not None and self._sent + len(chunk) >= self._drop_at:
+                await self._send_chunk(send, chunk[: self._drop_at - self._sent])
+                # Returning without the final body message makes the server close the
+                # connection mid-body (see server.quiet_uvicorn for the log noise).
+                return "dropped"
+            await self._send_chunk(send, chunk)
+            # uvicorn's send() returns at once, without yielding, once the client is gone:
+            # give watch_disconnect a chance to run and cancel the transfer.
+            await anyio.lowlevel.checkpoint()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return "complete"
+
+    async def _send_chunk(self, send: Send, chunk: bytes) -> None:
+        if chunk:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            self._sent += len(chunk)

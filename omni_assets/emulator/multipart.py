@@ -89,6 +89,7 @@ def _split(spool: Path, boundary: bytes, dest_dir: Path) -> Form:
             pos += len(delimiter)
             if data[pos : pos + 2] == b"--":
                 break
+            pos += 2  # the CRLF ending the delimiter line
             head_end = data.find(b"\r\n\r\n", pos)
             end = data.find(b"\r\n" + delimiter, head_end + 4) if head_end >= 0 else -1
             if end < 0:

@@ -150,7 +150,8 @@ class EmulatorServer:
         self.stop()
 
     def _control(self, method: str, name: str, payload: Any = None) -> Any:
-        with httpx.Client(base_url=self.url, trust_env=False, timeout=30) as client:
+        # Plain HTTP on loopback: skip building a TLS context (it loads the CA bundle).
+        with httpx.Client(base_url=self.url, trust_env=False, verify=False, timeout=30) as client:
             response = client.request(method, f"{CONTROL_PREFIX}/{name}", json=payload)
         if response.status_code == 400:
             raise ValueError(response.json()["error"])
