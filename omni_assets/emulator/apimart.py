@@ -2,7 +2,8 @@
 
 Mounted at ``/apimart``. Errors are ``{"error": {"code": <int>, "message", "type"}}``.
 ``Idempotency-Key`` and ``X-APIMart-Response-Version: 2026-07-27`` follow APIMart's own skill
-repo (apimart-ai/apimart-skills, references/api-contract.md), not its public pages.
+repo (apimart-ai/apimart-skills, references/api-contract.md), not its public pages. The status
+query's ``language`` (zh/en/ko/ja) is checked, but messages stay in English.
 """
 
 from __future__ import annotations
@@ -32,8 +33,24 @@ __all__ = ["APIMart"]
 FLASH = "gemini-omni-flash-preview"
 EXT = "Omni-Flash-Ext"
 RESPONSE_VERSION = "2026-07-27"
-_FLASH_FIELDS = ("model", "prompt", "image_urls", "video_urls", "aspect_ratio", "resolution")
-_EXT_FIELDS = ("model", "prompt", "duration", "resolution", "aspect_ratio", "image_urls")
+_FLASH_FIELDS = (
+    "model",
+    "prompt",
+    "image_urls",
+    "video_urls",
+    "aspect_ratio",
+    "resolution",
+    "extend_from_task_id",
+)
+_EXT_FIELDS = (
+    "model",
+    "prompt",
+    "duration",
+    "resolution",
+    "aspect_ratio",
+    "image_urls",
+    "video_urls",
+)
 _UPLOAD_LIMIT = 20 * 2**20
 _ERRORS: dict[str, tuple[int, str]] = {
     "validation": (400, "invalid_request_error"),
@@ -140,7 +157,7 @@ class APIMart(Dialect):
         if model == FLASH:
             if "duration" in body:
                 raise ApiError("validation", f"{FLASH} does not take a duration parameter")
-            reject_unknown(body, (*_FLASH_FIELDS, "extend_from_task_id"))
+            reject_unknown(body, _FLASH_FIELDS)
             prompt = optional_str(body, "prompt") or ""
             images = url_list(body, "image_urls", max_items=16)
             videos = url_list(body, "video_urls", max_items=1, data_prefix="data:video/")
@@ -153,7 +170,7 @@ class APIMart(Dialect):
             # The page documents no duration; the emulator renders 6 s, with or without a parent.
             return model, prompt, 6, aspect, 1.0
         if model == EXT:
-            reject_unknown(body, (*_EXT_FIELDS, "video_urls"))
+            reject_unknown(body, _EXT_FIELDS)
             prompt = required_str(body, "prompt")
             duration = choice_int(body, "duration", (4, 6, 8, 10), 6, error_type="invalid_duration")
             resolution = choice_str(

@@ -75,7 +75,9 @@ class Dialect(abc.ABC):
     def api_key(self, request: Request) -> str | None:
         """The key sent as ``Authorization: Bearer <key>``."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return token.strip() or None if scheme.lower() == "bearer" else None
+        if scheme.lower() != "bearer":
+            return None
+        return token.strip() or None
 
     def authenticate(self, request: Request) -> str:
         """The caller's accepted API key, or ``ApiError("auth")``."""

@@ -141,8 +141,6 @@ class EmulatorConfig:
                 if not isinstance(update, Mapping):
                     raise ValueError(f"{name} must map provider names to seconds")
                 merged[name] = {**getattr(self, name), **update}
-        if isinstance(merged.get("api_keys"), list):
-            merged["api_keys"] = tuple(merged["api_keys"])
         return dataclasses.replace(self, **merged)
 
     def to_json(self) -> dict[str, Any]:

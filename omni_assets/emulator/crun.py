@@ -212,10 +212,14 @@ def _video_clip(inp: dict[str, Any]) -> bool:
     where = "input.video_list[0]"
     reject_unknown(clip, ("url", "start", "ends"), where=where)
     url_list({"url": [clip.get("url")]}, "url", max_items=1, where=where)
-    start, ends = clip.get("start"), clip.get("ends")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, ends)):
-        raise ApiError("validation", f"{where}.start and .ends must be integers (seconds)")
-    assert isinstance(start, int) and isinstance(ends, int)
+    start, ends = _seconds(clip, "start", where), _seconds(clip, "ends", where)
     if not 0 <= start < ends:
         raise ApiError("validation", f"{where} needs ends > start >= 0")
     return True
+
+
+def _seconds(clip: dict[str, Any], key: str, where: str) -> int:
+    value = clip.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError("validation", f"{where}.{key} must be a whole number of seconds")
+    return value
