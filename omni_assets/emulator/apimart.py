@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from .common import Dialect, origin, sniff_image
 from .errors import ApiError
-from .tasks import Task, fingerprint, ulid
+from .tasks import Task, fingerprint
 from .validate import (
     choice_int,
     choice_str,
@@ -126,12 +126,11 @@ class APIMart(Dialect):
                 response.headers["Idempotency-Replayed"] = "true"
                 return response
         model, prompt, duration, aspect, price = self._validate(body, api_key)
-        self.check_balance(api_key)
         task = self.new_task(
             request,
             api_key,
             body,
-            task_id="task_" + ulid(self.state.clock(), self.state.faults.stream("ids")),
+            task_id="task_" + self.ulid(),
             model=model,
             prompt=prompt,
             duration=duration,
@@ -144,7 +143,7 @@ class APIMart(Dialect):
 
     def _created(self, request: Request, task: Task) -> Response:
         if request.headers.get("x-apimart-response-version") == RESPONSE_VERSION:
-            request_id = "req_" + ulid(self.state.clock(), self.state.faults.stream("ids"))
+            request_id = "req_" + self.ulid()
             data = {"object": "generation.task", "id": task.task_id, "status": "submitted"}
             return JSONResponse({"data": data, "request_id": request_id})
         return JSONResponse(

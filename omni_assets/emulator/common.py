@@ -19,7 +19,7 @@ from .errors import ApiError
 from .files import Served
 from .multipart import UploadedPart, discard, keep, read_form
 from .state import EmulatorState
-from .tasks import Phase, Task, fingerprint, plan_failure
+from .tasks import Phase, Task, fingerprint, plan_failure, ulid
 from .validate import reject_unknown
 
 __all__ = ["UNKNOWN_STATUS_WORDS", "Dialect", "Endpoint", "origin", "sniff_image"]
@@ -147,7 +147,8 @@ class Dialect(abc.ABC):
         aspect: str,
         extras: Mapping[str, Any] | None = None,
     ) -> Task:
-        """Create, store and audit a task for a validated create body."""
+        """Create, store and audit a task for a validated create body (402 without credit)."""
+        self.check_balance(api_key)
         state, config = self.state, self.state.config
         quirk = None
         if self.task_quirks and state.faults.roll("task_quirks", config.rate_quirks):
@@ -182,6 +183,10 @@ class Dialect(abc.ABC):
             time=task.created,
         )
         return task
+
+    def ulid(self) -> str:
+        """A fresh ULID (the id style of APIMart, reused for JimmyAI and ToAPIs)."""
+        return ulid(self.state.clock(), self.state.faults.stream("ids"))
 
     def find_task(self, task_id: str, api_key: str) -> Task:
         """The caller's task, or ``ApiError("not_found")``."""

@@ -112,7 +112,6 @@ class Crun(Dialect):
             raise ApiError("validation", message)
         duration = choice_int(inp, "duration", (4, 6, 8, 10), 4, where="input")
         url_list(inp, "img_urls", max_items=5 if has_video else 7, where="input")
-        self.check_balance(api_key)
         rendered = _VIDEO_EDIT_DURATION if has_video else duration
         task = self.new_task(
             request,

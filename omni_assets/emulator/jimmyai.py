@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from .common import Dialect, origin
 from .errors import ApiError
-from .tasks import Task, ulid
+from .tasks import Task
 from .validate import (
     choice_int,
     choice_str,
@@ -112,12 +112,11 @@ class JimmyAI(Dialect):
         self.inject_faults(request)
         body = json_object(await request.body())
         model, prompt, duration, aspect = _validate(body)
-        self.check_balance(api_key)
         task = self.new_task(
             request,
             api_key,
             body,
-            task_id=ulid(self.state.clock(), self.state.faults.stream("ids")),
+            task_id=self.ulid(),
             model=model,
             prompt=prompt,
             duration=duration,

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from .common import Dialect, origin, sniff_image
 from .errors import ApiError
-from .tasks import POLICY_MARKER, POLICY_MESSAGE, Task, ulid
+from .tasks import POLICY_MARKER, POLICY_MESSAGE, Task
 from .validate import choice_int, choice_str, json_object, reject_unknown, required_str, url_list
 
 __all__ = ["ToAPIs"]
@@ -80,12 +80,11 @@ class ToAPIs(Dialect):
         if POLICY_MARKER in prompt:
             # ToAPIs documents a synchronous 422 content_policy_violation.
             raise ApiError("policy", POLICY_MESSAGE)
-        self.check_balance(api_key)
         task = self.new_task(
             request,
             api_key,
             body,
-            task_id="video_" + ulid(self.state.clock(), self.state.faults.stream("ids")),
+            task_id="video_" + self.ulid(),
             model=model,
             prompt=prompt,
             duration=duration,
