@@ -11,7 +11,6 @@ Two paths lead to a materialized partition:
 Both end in :func:`omni_assets.materialize.materialize_record` and :func:`video_metadata`.
 """
 
-from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
@@ -213,8 +212,13 @@ def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str
                 on_status=lambda s: context.log.info(
                     f"{key}: {s.raw_status}" + (f" {s.progress}%" if s.progress is not None else "")),
             )
-        except (TaskFailedError, TaskTimeoutError) as exc:
+        except TaskFailedError as exc:
+            # Recorded like the sensor would: never resubmitted unless the user asks.
+            registry.record_status(key, client.status(record.task_ref))
             raise Failure(str(exc), metadata={"task_id": record.task_id or ""}) from exc
+        except TaskTimeoutError as exc:
+            raise Failure(f"{exc}; the task keeps running and the poll sensor will pick it up",
+                          metadata={"task_id": record.task_id or ""}) from exc
         except BaseException:
             # Terminated: the task is paid for and keeps running. Cancel where the provider can;
             # otherwise the poll sensor finds it finished and materializes it later.

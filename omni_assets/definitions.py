@@ -64,7 +64,7 @@ def build_definitions(
     requests_path: str | None = None,
     upstream_requests: Sequence[str] = (),
     extra_assets: Sequence[AssetsDefinition] = (),
-    poll_interval_s: int = 15,
+    poll_interval_s: int | None = None,
 ) -> Definitions:
     """Everything omni_assets adds to a code location.
 
@@ -88,7 +88,8 @@ def build_definitions(
         sensors=[
             build_requests_sensor(keys, submit_job, requests_path),
             build_poll_sensor(keys, submit_job, materialize_job,
-                              minimum_interval_seconds=poll_interval_s),
+                              minimum_interval_seconds=poll_interval_s
+                              or settings.poll_sensor_interval_s),
         ],
         resources=resources,
     )

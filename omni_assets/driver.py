@@ -52,12 +52,12 @@ class LocalDriver:
     def tick(self, sensor_name: str) -> list[str]:
         """Evaluate one sensor once and execute the runs it asks for; returns their job names."""
         sensor = self.defs.resolve_sensor_def(sensor_name)
-        context = build_sensor_context(
-            instance=self.instance, definitions=self.defs, sensor_name=sensor_name,
+        with build_sensor_context(
+            instance=self.instance, resources=self.defs.resources, sensor_name=sensor_name,
             cursor=self.cursors.get(sensor_name),
-        )
-        result = sensor(context)
-        self.cursors[sensor_name] = context.cursor
+        ) as context:
+            result = sensor(context)
+            self.cursors[sensor_name] = context.cursor
         if isinstance(result, SkipReason) or result is None:
             return []
         assert isinstance(result, SensorResult)
@@ -111,4 +111,5 @@ class LocalDriver:
     def _records(self, keys: list[str] | None) -> list[Record]:
         if keys is None:
             return self.registry.records()
-        return self.registry.get_many(keys)
+        found = self.registry.get_many(keys)
+        return [found[k] for k in keys if k in found]

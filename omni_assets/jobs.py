@@ -1,6 +1,5 @@
 """The two jobs the sensors launch: submit pending requests, and materialize finished videos."""
 
-from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor

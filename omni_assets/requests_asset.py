@@ -6,7 +6,6 @@ requests as ``omni_video`` partitions and reports the invalid ones in its metada
 sensor then submits and materializes them like requests from a file.
 """
 
-from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any

@@ -12,6 +12,7 @@ from .poll import PollPolicy
 from .providers import capabilities
 from .providers.base import Provider
 from .providers.errors import InvalidRequestError
+from .providers.validation import validate
 from .registry import RegisterItem, RegisterResult, Registry
 from .request import VideoRequest
 from .storage import VideoStorage
@@ -47,7 +48,7 @@ class OmniRuntime:
                 request_key=request.key,
             )
         model = request.model or client.model
-        capabilities.validate(request, provider, model)
+        validate(request, provider, model, resolve_local=client.can_upload or not self.storage.is_local)
 
     def can_extend(self, request: VideoRequest, provider: str) -> bool:
         return capabilities.get(provider, self.model_for(request)).extension is not None

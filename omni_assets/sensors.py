@@ -7,7 +7,6 @@ a budget well under the 60 s tick limit, records failures on their partitions, l
 requests are waiting and no submit run is active. Cursors stay tiny; state lives in the registry.
 """
 
-from __future__ import annotations
 
 import hashlib
 import time
@@ -66,7 +65,7 @@ def register_requests(
 ) -> tuple[Intake, list[str]]:
     """Validate and register ``requests``; returns the outcome and the keys to add as partitions."""
     parents = {r.extends for r in requests if r.extends}
-    known = {rec.key for rec in runtime.registry.get_many(sorted(parents))} if parents else set()
+    known = set(runtime.registry.get_many(sorted(parents))) if parents else set()
     checked = check_requests(
         requests, default_provider=runtime.default_provider, validate=runtime.validate,
         can_extend=runtime.can_extend, known_keys=known,
@@ -93,7 +92,9 @@ def build_requests_sensor(
         job=submit_job,
         description="Registers the requests file's valid requests as omni_video partitions.",
     )
-    def omni_requests_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+    def omni_requests_sensor(
+        context: SensorEvaluationContext, **_resources: Any
+    ) -> SensorResult | SkipReason:
         path = requests_path or Settings.from_env().requests_path
         if not path:
             return SkipReason("no requests file: set OMNI_REQUESTS (or pass requests_path)")
@@ -138,7 +139,9 @@ def build_poll_sensor(
         jobs=[submit_job, materialize_job],
         description="Polls in-flight tasks; launches one materialize run per tick for finished ones.",
     )
-    def omni_poll_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+    def omni_poll_sensor(
+        context: SensorEvaluationContext, **_resources: Any
+    ) -> SensorResult | SkipReason:
         runtime = runtime_from_resources(context.resources, provider_keys)
         return poll_tick(context, runtime)
 

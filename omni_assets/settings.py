@@ -7,6 +7,7 @@
 ``OMNI_REGISTRY_URL`` task registry database (default: SQLite under ``$DAGSTER_HOME``).
 ``OMNI_EMULATOR_URL`` where the emulator listens in emulator mode (default 127.0.0.1:8765).
 ``OMNI_EMULATOR_DIALECT`` which provider dialect requests without a provider use in emulator mode.
+``OMNI_POLL_SENSOR_INTERVAL_S`` minimum seconds between poll sensor ticks (default 15).
 ``<PROVIDER>_API_KEY`` / ``<PROVIDER>_BASE_URL`` per provider, e.g. ``APIMART_API_KEY``.
 """
 
@@ -33,6 +34,7 @@ class Settings:
     requests_path: str | None
     emulator_url: str
     emulator_dialect: str
+    poll_sensor_interval_s: int = 15
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -51,6 +53,7 @@ class Settings:
             requests_path=os.environ.get("OMNI_REQUESTS") or None,
             emulator_url=os.environ.get("OMNI_EMULATOR_URL", DEFAULT_EMULATOR_URL).rstrip("/"),
             emulator_dialect=dialect,
+            poll_sensor_interval_s=int(os.environ.get("OMNI_POLL_SENSOR_INTERVAL_S", "15")),
         )
 
     @property
