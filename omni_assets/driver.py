@@ -111,5 +111,4 @@ class LocalDriver:
     def _records(self, keys: list[str] | None) -> list[Record]:
         if keys is None:
             return self.registry.records()
-        found = self.registry.get_many(keys)
-        return [found[k] for k in keys if k in found]
+        return self.registry.get_many(keys)

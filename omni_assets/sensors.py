@@ -65,7 +65,7 @@ def register_requests(
 ) -> tuple[Intake, list[str]]:
     """Validate and register ``requests``; returns the outcome and the keys to add as partitions."""
     parents = {r.extends for r in requests if r.extends}
-    known = set(runtime.registry.get_many(sorted(parents))) if parents else set()
+    known = {r.key for r in runtime.registry.get_many(sorted(parents))} if parents else set()
     checked = check_requests(
         requests, default_provider=runtime.default_provider, validate=runtime.validate,
         can_extend=runtime.can_extend, known_keys=known,
