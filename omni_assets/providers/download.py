@@ -47,6 +47,7 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _EXPIRED_STATUSES = (403, 404, 410)
 # Mid-body failures worth a resume: the server answered, then the stream broke.
 _BODY_ERRORS = (httpx.ReadError, httpx.ReadTimeout, httpx.RemoteProtocolError)
+_MAX_RESUMES = 100
 
 
 def safe_url(url: str) -> str:
@@ -97,10 +98,11 @@ def _fetch(
     written = 0
     total: int | None = None
     etag: str | None = None
-    resumes = 0
+    stalls = resumes = 0
     fh = fs.open(tmp, "wb")
     try:
         while True:
+            before = written
             headers = {"Accept-Encoding": "identity"}
             if written:
                 headers["Range"] = f"bytes={written}-"
@@ -113,7 +115,7 @@ def _fetch(
                         logger.info("download %s: server ignored Range; restarting", safe_url(url))
                         fh.close()
                         fh = fs.open(tmp, "wb")
-                        hasher, written = hashlib.sha256(), 0
+                        hasher, written, before = hashlib.sha256(), 0, 0
                     if not written:
                         total = _length(response)
                         etag = response.headers.get("etag")
@@ -128,23 +130,25 @@ def _fetch(
                     finally:
                         written += _flush(fh, hasher, buffer)
             except _BODY_ERRORS as exc:
-                if resumes >= options.resume_attempts:
+                # A drop after real progress does not count against the budget; drops that
+                # deliver (almost) nothing do, and the total is capped whatever happens.
+                stalls = 0 if written - before >= options.chunk_size else stalls + 1
+                resumes += 1
+                if stalls > options.resume_attempts or resumes > _MAX_RESUMES:
                     raise DownloadError(
-                        f"download of {safe_url(url)} broke off {resumes + 1} times "
+                        f"download of {safe_url(url)} broke off {resumes} times "
                         f"({type(exc).__name__}: {exc})",
                         provider=provider,
                     ) from exc
-                resumes += 1
                 logger.info(
-                    "download %s: %s at byte %d; resuming (%d/%d)",
+                    "download %s: %s at byte %d; resuming (%d)",
                     safe_url(url),
                     type(exc).__name__,
                     written,
                     resumes,
-                    options.resume_attempts,
                 )
                 continue
-            if total is not None and written < total and resumes < options.resume_attempts:
+            if total is not None and before < written < total and resumes < _MAX_RESUMES:
                 resumes += 1
                 continue
             break

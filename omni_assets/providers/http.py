@@ -153,7 +153,8 @@ class ClientOptions:
     submit_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=4, timeout=300))
     upload_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=3))
     download_retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=4))
-    #: How often a download may resume (``Range``) after the connection drops mid-body.
+    #: How many drops in a row, each delivering less than ``chunk_size``, a download survives
+    #: (resuming with ``Range``); drops after real progress do not count (100 resumes at most).
     resume_attempts: int = 5
     chunk_size: int = 1024 * 1024
     user_agent: str = "omni-assets/0.1 (+httpx)"
