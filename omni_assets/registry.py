@@ -26,18 +26,15 @@ resumes polling it instead of paying again.
 from __future__ import annotations
 
 import os
-import time
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from . import registry_schema as db
-from .providers.base import TaskRef
+from . import registry_store as db
+from .providers.base import TaskRef, TaskStatus
 from .registry_model import (
     TRANSITIONS,
     HistoryEvent,
@@ -49,6 +46,7 @@ from .registry_model import (
     StateConflictError,
     SupersededEntry,
 )
+from .registry_store import RegistryStore
 
 __all__ = [
     "TRANSITIONS",
@@ -66,7 +64,6 @@ __all__ = [
 
 S = RecordState
 _CHUNK = 500  # keys per IN (...) list: far below SQLite's bound-parameter limit
-_LOCK_ID = zlib.crc32(b"omni_assets.registry")  # Postgres advisory lock serializing register()
 _c = db.records_table.c
 
 
@@ -81,7 +78,7 @@ def default_registry_url() -> str:
     return f"sqlite:///{(folder / 'omni_registry.db').resolve()}"
 
 
-class Registry:
+class Registry(RegistryStore):
     """Durable record of every request, its submission and its outcome (see the module doc).
 
     ``url`` is a SQLAlchemy URL: ``sqlite:///path/to/file.db`` or ``postgresql+psycopg2://...``.
@@ -89,21 +86,6 @@ class Registry:
     transition asked of a record in the wrong state returns False where losing a race is normal
     (``begin_submit``, ``claim``...) and raises StateConflictError where it means a bug.
     """
-
-    def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
-        self.url = url
-        self._clock = clock
-        self._engine = db.make_engine(url)
-        self._sqlite = self._engine.dialect.name == "sqlite"
-        # Same pool; its transactions take SQLite's write lock up front (BEGIN IMMEDIATE), so a
-        # read-then-write never fails half way with "database is locked".
-        self._writer = self._engine.execution_options(omni_write=True)
-        with self._write(serialize=True) as conn:
-            db.metadata.create_all(conn, checkfirst=True)
-
-    def close(self) -> None:
-        """Release every pooled connection."""
-        self._engine.dispose()
 
     def __enter__(self) -> Registry:
         return self
@@ -170,14 +152,14 @@ class Registry:
         found = self._select(sa.select(db.records_table).where(_c.key == key))
         return found[0] if found else None
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
-        """The records that exist among ``keys``, by key."""
+    def get_many(self, keys: Iterable[str]) -> list[Record]:
+        """The records that exist among ``keys``, in the order given (missing ones left out)."""
         wanted = list(dict.fromkeys(keys))
-        out: dict[str, Record] = {}
+        found: dict[str, Record] = {}
         for start in range(0, len(wanted), _CHUNK):
             query = sa.select(db.records_table).where(_c.key.in_(wanted[start : start + _CHUNK]))
-            out.update((r.key, r) for r in self._select(query))
-        return out
+            found.update((r.key, r) for r in self._select(query))
+        return [found[key] for key in wanted if key in found]
 
     def records(
         self, states: Iterable[RecordState] | None = None, provider: str | None = None
@@ -343,6 +325,18 @@ class Registry:
                     moved[u.key] = u.state
         return moved
 
+    def record_status(
+        self, key: str, status: TaskStatus, *, next_poll_at: float | None = None
+    ) -> RecordState | None:
+        """Record one status reading of an in-flight task (the blocking path); its new state.
+
+        None when the record was not in flight (nothing recorded).
+        """
+        update = PollUpdate.from_status(key, status, next_poll_at=next_poll_at, now=self._clock())
+        moved = self.record_polls([update])
+        record = self.get(key)
+        return moved.get(key) or (record.state if record else None)
+
     def update_url(self, key: str, url: str, expires_at: float | None) -> bool:
         """A fresh download URL for a ready or materializing record; False in other states."""
         busy = [S.READY.value, S.MATERIALIZING.value]
@@ -422,83 +416,6 @@ class Registry:
         """pending, in_flight, ready or unknown -> cancelled (the caller cancels the task)."""
         return self._move(
             key, "cancelled", {"error_json": db.to_json(reason), "next_poll_at": None}, reason
-        )
-
-    # -- internals ------------------------------------------------------------------------------
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            yield conn
-
-    @contextmanager
-    def _write(self, *, serialize: bool = False) -> Iterator[Connection]:
-        with self._writer.begin() as conn:
-            if serialize and not self._sqlite:  # SQLite's BEGIN IMMEDIATE already serializes
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_ID)))
-            yield conn
-
-    def _select(self, query: sa.Select[Any]) -> list[Record]:
-        with self._read() as conn:
-            return [db.record_from_row(row) for row in conn.execute(query)]
-
-    def _move(
-        self,
-        key: str,
-        event: str,
-        values: dict[str, Any],
-        detail: dict[str, Any] | None = None,
-        guard: dict[str, Any] | None = None,
-    ) -> bool:
-        """Apply transition ``event`` to ``key`` in its own transaction, from whichever state."""
-        with self._write() as conn:
-            return any(
-                self._cas(conn, key, source, event, values, detail, None, guard)
-                for source in TRANSITIONS[event][0]
-            )
-
-    def _cas(
-        self,
-        conn: Connection,
-        key: str,
-        source: RecordState,
-        event: str,
-        values: dict[str, Any],
-        detail: dict[str, Any] | None,
-        now: float | None = None,
-        guard: dict[str, Any] | None = None,
-    ) -> bool:
-        """UPDATE ... WHERE key AND state = source (AND guard); history only if a row changed."""
-        sources, target = TRANSITIONS[event]
-        assert source in sources, f"{event} does not start from {source}"
-        where = [_c.key == key, _c.state == source.value]
-        where += [_c[name] == value for name, value in (guard or {}).items()]
-        stmt = sa.update(db.records_table).where(*where).values({**values, "state": target.value})
-        if conn.execute(stmt).rowcount != 1:
-            return False
-        self._log(
-            conn, [(key, event, {"from": source.value, "to": target.value, **(detail or {})})], now
-        )
-        return True
-
-    def _log(
-        self, conn: Connection, events: list[tuple[str, str, Any]], now: float | None = None
-    ) -> None:
-        at = self._clock() if now is None else now
-        rows = [
-            {"key": key, "at": at, "event": event, "detail_json": db.to_json(detail) or "null"}
-            for key, event, detail in events
-        ]
-        conn.execute(sa.insert(db.history_table), rows)
-
-    def _conflict(self, key: str, event: str, detail: dict[str, Any]) -> None:
-        record = self.get(key)
-        actual = record.state.value if record else "not registered"
-        expected = " or ".join(s.value for s in TRANSITIONS[event][0])
-        with self._write() as conn:  # the refused call stays auditable (e.g. a late task id)
-            self._log(conn, [(key, "conflict", {"refused": event, "state": actual, **detail})])
-        raise StateConflictError(
-            f"{key!r}: cannot apply {event!r} in state {actual} (needs {expected})", key=key
         )
 
 

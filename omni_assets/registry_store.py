@@ -1,12 +1,17 @@
-"""Tables, engine set-up and row mapping of the task registry (internal to ``registry``).
+"""How the task registry is stored: tables, engine, row mapping, compare-and-set, audit log.
 
-The registry speaks SQLAlchemy Core only, so the same statements run on SQLite and PostgreSQL;
-what differs (SQLite's locking and journal) is set up here, once, when the engine is made.
+Internal to :mod:`omni_assets.registry`, which says what each operation means. SQLAlchemy Core
+only, so the same statements run on SQLite and PostgreSQL; what differs (SQLite's locking and
+journal, Postgres' advisory lock) is set up here.
 """
 
 from __future__ import annotations
 
 import json
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +22,19 @@ from sqlalchemy.pool import StaticPool
 from .providers.base import TaskRef
 from .registry_model import (
     TIMESTAMPS,
+    TRANSITIONS,
     HistoryEvent,
     PollUpdate,
     Record,
     RecordState,
     RegisterItem,
+    StateConflictError,
     SupersededEntry,
 )
 
 __all__ = [
     "FRESH",
+    "RegistryStore",
     "history_from_row",
     "history_table",
     "identity",
@@ -43,6 +51,8 @@ __all__ = [
     "task_ref",
     "to_json",
 ]
+
+_LOCK_ID = zlib.crc32(b"omni_assets.registry")  # Postgres advisory lock: one register() at a time
 
 metadata = sa.MetaData()
 _KEY = sa.String(255)
@@ -110,6 +120,7 @@ superseded_table = sa.Table(
 _IDENTITY = ("key", "fingerprint", "provider", "model", "request_json", "parent_key")
 _KEPT = (*_IDENTITY, "state", "attempt", "registered_at")
 FRESH: dict[str, Any] = dict.fromkeys(c.name for c in records_table.columns if c.name not in _KEPT)
+_c = records_table.c
 _PLAIN = [
     c.name
     for c in records_table.columns
@@ -239,3 +250,102 @@ def record_from_row(row: Row[Any]) -> Record:
         error=json.loads(m["error_json"]) if m["error_json"] else None,
         sources=json.loads(m["sources_json"]) if m["sources_json"] else None,
     )
+
+
+class RegistryStore:
+    """Connections, transactions, the compare-and-set primitive and the audit log.
+
+    The base of :class:`omni_assets.registry.Registry`, which says what each operation means.
+    """
+
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.url = url
+        self._clock = clock
+        self._engine = make_engine(url)
+        self._sqlite = self._engine.dialect.name == "sqlite"
+        # Same pool; its transactions take SQLite's write lock up front (BEGIN IMMEDIATE), so a
+        # read-then-write never fails half way with "database is locked".
+        self._writer = self._engine.execution_options(omni_write=True)
+        with self._write(serialize=True) as conn:
+            metadata.create_all(conn, checkfirst=True)
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self._engine.dispose()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self, *, serialize: bool = False) -> Iterator[Connection]:
+        with self._writer.begin() as conn:
+            if serialize and not self._sqlite:  # SQLite's BEGIN IMMEDIATE already serializes
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_ID)))
+            yield conn
+
+    def _select(self, query: sa.Select[Any]) -> list[Record]:
+        with self._read() as conn:
+            return [record_from_row(row) for row in conn.execute(query)]
+
+    def _move(
+        self,
+        key: str,
+        event: str,
+        values: dict[str, Any],
+        detail: dict[str, Any] | None = None,
+        guard: dict[str, Any] | None = None,
+    ) -> bool:
+        """Apply transition ``event`` to ``key`` in its own transaction, from whichever state."""
+        with self._write() as conn:
+            return any(
+                self._cas(conn, key, source, event, values, detail, None, guard)
+                for source in TRANSITIONS[event][0]
+            )
+
+    def _cas(
+        self,
+        conn: Connection,
+        key: str,
+        source: RecordState,
+        event: str,
+        values: dict[str, Any],
+        detail: dict[str, Any] | None,
+        now: float | None = None,
+        guard: dict[str, Any] | None = None,
+    ) -> bool:
+        """UPDATE ... WHERE key AND state = source (AND guard); history only if a row changed."""
+        sources, target = TRANSITIONS[event]
+        assert source in sources, f"{event} does not start from {source}"
+        where = [_c.key == key, _c.state == source.value]
+        where += [_c[name] == value for name, value in (guard or {}).items()]
+        stmt = sa.update(records_table).where(*where).values({**values, "state": target.value})
+        if conn.execute(stmt).rowcount != 1:
+            return False
+        self._log(
+            conn, [(key, event, {"from": source.value, "to": target.value, **(detail or {})})], now
+        )
+        return True
+
+    def _log(
+        self, conn: Connection, events: list[tuple[str, str, Any]], now: float | None = None
+    ) -> None:
+        at = self._clock() if now is None else now
+        rows = [
+            {"key": key, "at": at, "event": event, "detail_json": to_json(detail) or "null"}
+            for key, event, detail in events
+        ]
+        conn.execute(sa.insert(history_table), rows)
+
+    def _conflict(self, key: str, event: str, detail: dict[str, Any]) -> None:
+        found = self._select(sa.select(records_table).where(_c.key == key))
+        actual = found[0].state.value if found else "not registered"
+        expected = " or ".join(s.value for s in TRANSITIONS[event][0])
+        with self._write() as conn:  # the refused call stays auditable (e.g. a late task id)
+            self._log(conn, [(key, "conflict", {"refused": event, "state": actual, **detail})])
+        raise StateConflictError(
+            f"{key!r}: cannot apply {event!r} in state {actual} (needs {expected})", key=key
+        )
