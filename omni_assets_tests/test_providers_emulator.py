@@ -252,3 +252,32 @@ def test_two_hundred_megabytes_stream_with_flat_memory(
     assert traced_peak < 24 * 1024 * 1024, traced_peak
     assert peak[0] - baseline < 80 * 1024 * 1024, (peak[0] - baseline) / 2**20
     assert playable(tmp_path / "big.mp4") > 0
+
+
+def test_astatus_concurrently_across_event_loops(fresh_emulator: EmulatorServer) -> None:
+    """aiohttp transport, one client per loop, closed with its loop (sensors run a loop a tick)."""
+    import asyncio
+    import gc
+    import warnings
+
+    from httpx_aiohttp import AiohttpTransport
+
+    c = client(fresh_emulator, "apimart")
+    refs = [c.submit(VideoRequest(prompt=f"poll {i}")) for i in range(10)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):  # a fresh event loop each time, as asyncio.run in a sensor tick
+
+            async def tick() -> list[Any]:
+                inner = await c._async.get()
+                assert isinstance(inner._transport, AiohttpTransport)
+                return await asyncio.gather(*(c.astatus(r) for r in refs * 5))
+
+            statuses = asyncio.run(tick())
+            assert len(statuses) == 50 and {s.task_id for s in statuses} == {
+                r.task_id for r in refs
+            }
+        gc.collect()
+    assert not [w for w in caught if "nclosed" in str(w.message)]
+    requests = fresh_emulator.audit()["requests"]
+    assert sum(r["path"].endswith(tuple(r_.task_id for r_ in refs)) for r in requests) == 150

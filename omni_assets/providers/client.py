@@ -23,7 +23,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from ..request import VideoRequest
-from .base import TaskRef, TaskStatus, UploadedFile
+from .base import DownloadResult, TaskRef, TaskStatus, UploadedFile
 from .capabilities import ModelCapabilities, find, models_for
 from .download import download_to
 from .errors import (
@@ -287,7 +287,7 @@ class ProviderClient:
                 self._raise_for_error(response, "status", ref.task_id)
         return self._status_of(response, ref, caps)
 
-    def download(self, url: str, fs_url: str, **storage_options: Any) -> Any:
+    def download(self, url: str, fs_url: str, **storage_options: Any) -> DownloadResult:
         """Stream ``url`` into ``fs_url`` atomically (see ``download.py``)."""
         return download_to(
             self._http,
