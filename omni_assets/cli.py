@@ -13,10 +13,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -52,9 +54,9 @@ def _summary_rows(records: Sequence[object], storage: object) -> list[list[str]]
     return rows
 
 
-def _drive(requests_file: Path, timeout_s: float) -> int:
+def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") -> int:
     """Register ``requests_file`` and drive the code location until every request settles."""
-    from dagster import DagsterInstance
+    from dagster import BetaWarning, DagsterInstance
 
     from .dagster_runtime import runtime_from_definitions
     from .definitions import build_definitions
@@ -64,6 +66,8 @@ def _drive(requests_file: Path, timeout_s: float) -> int:
     from .sensors import register_requests
     from .settings import Settings
 
+    logging.getLogger("dagster").setLevel(log_level)
+    warnings.filterwarnings("ignore", category=BetaWarning)
     settings = Settings.from_env()
     intake = load_requests_file(requests_file)
     storage = OmniStorageResource(url=settings.storage_url)
@@ -71,7 +75,7 @@ def _drive(requests_file: Path, timeout_s: float) -> int:
     defs = build_definitions(settings=settings, storage=storage, registry=registry,
                              requests_path=str(requests_file), poll_interval_s=1)
     instance = DagsterInstance.get()
-    driver = LocalDriver(defs, instance, registry.get_registry())
+    driver = LocalDriver(defs, instance, registry.get_registry(), run_log_level=log_level)
     # The requests sensor does the same; doing it here too gives the CLI the issues to print.
     checked, _ = register_requests(runtime_from_definitions(defs), intake.requests, intake)
     wanted = {r.key for r in checked.requests}

@@ -44,8 +44,16 @@ class DriveResult:
 class LocalDriver:
     """Evaluates ``omni_requests_sensor`` and ``omni_poll_sensor`` and executes their runs."""
 
-    def __init__(self, defs: Definitions, instance: DagsterInstance, registry: Registry) -> None:
+    def __init__(
+        self,
+        defs: Definitions,
+        instance: DagsterInstance,
+        registry: Registry,
+        *,
+        run_log_level: str = "INFO",
+    ) -> None:
         self.defs, self.instance, self.registry = defs, instance, registry
+        self.run_log_level = run_log_level
         self.cursors: dict[str, str | None] = {}
         self.runs = 0
 
@@ -76,7 +84,11 @@ class LocalDriver:
         tags = dict(run.tags or {})
         if run.run_key:
             tags["dagster/run_key"] = run.run_key
-        job.execute_in_process(run_config=run.run_config or {}, instance=self.instance, tags=tags,
+        run_config = {
+            **(run.run_config or {}),
+            "loggers": {"console": {"config": {"log_level": self.run_log_level}}},
+        }
+        job.execute_in_process(run_config=run_config, instance=self.instance, tags=tags,
                                raise_on_error=False)
         self.runs += 1
         return job_name
