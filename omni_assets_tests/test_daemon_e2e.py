@@ -111,7 +111,10 @@ def test_daemon_local_storage(tmp_path: Path, emulator: Any) -> None:
 def test_daemon_s3_storage(tmp_path: Path, emulator: Any, s3_server: Any) -> None:
     url = f"s3://{s3_server.bucket}/e2e-{tmp_path.name}"
     registry = _run_daemon(tmp_path, {
-        "OMNI_EMULATOR_URL": emulator.url, "OMNI_STORAGE_URL": url, **s3_server.env})
+        "OMNI_EMULATOR_URL": emulator.url, "OMNI_STORAGE_URL": url,
+        # What a user sets for S3 credentials: the standard AWS variables, nothing of ours.
+        "AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_ENDPOINT_URL_S3": s3_server.endpoint_url, "AWS_DEFAULT_REGION": "us-east-1"})
     fs = fsspec.filesystem("s3", **s3_server.storage_options)
     for record in registry.records():
         assert record.video_uri == f"{url}/videos/{record.key}.mp4"
