@@ -11,7 +11,6 @@ Two paths lead to a materialized partition:
 Both end in :func:`omni_assets.materialize.materialize_record` and :func:`video_metadata`.
 """
 
-
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -58,20 +57,30 @@ VIDEO_ASSET_KEY = AssetKey("omni_video")
 omni_video_partitions = DynamicPartitionsDefinition(name="omni_video")
 
 _CHECK_SPECS = [
-    AssetCheckSpec(CHECK_PLAYS, asset=VIDEO_ASSET_KEY,
-                   description="The mp4 decodes: a video stream with frames and a duration."),
-    AssetCheckSpec(CHECK_MATCHES_REQUEST, asset=VIDEO_ASSET_KEY,
-                   description="Duration (within 1 s) and aspect ratio (within 5%) match the request."),
+    AssetCheckSpec(
+        CHECK_PLAYS,
+        asset=VIDEO_ASSET_KEY,
+        description="The mp4 decodes: a video stream with frames and a duration.",
+    ),
+    AssetCheckSpec(
+        CHECK_MATCHES_REQUEST,
+        asset=VIDEO_ASSET_KEY,
+        description="Duration (within 1 s) and aspect ratio (within 5%) match the request.",
+    ),
 ]
 
 
-def video_metadata(runtime: OmniRuntime, record: Record, video: MaterializedVideo) -> dict[str, Any]:
+def video_metadata(
+    runtime: OmniRuntime, record: Record, video: MaterializedVideo
+) -> dict[str, Any]:
     """What a person auditing this partition in the UI wants to see."""
     request = VideoRequest.model_validate_json(record.request_json)
     timings = video.sidecar.get("timings", {})
     meta: dict[str, Any] = {
         "dagster/uri": MetadataValue.text(video.uri),
-        "video": MetadataValue.url(runtime.storage.http_url(runtime.storage.video_path(record.key))),
+        "video": MetadataValue.url(
+            runtime.storage.http_url(runtime.storage.video_path(record.key))
+        ),
         "prompt": MetadataValue.text(request.prompt),
         "provider": MetadataValue.text(record.provider),
         "model": MetadataValue.text(record.model),
@@ -136,7 +145,9 @@ def materialization_event(
     )
 
 
-def build_video_asset(provider_keys: Sequence[str], *, deps: Iterable[Any] = ()) -> AssetsDefinition:
+def build_video_asset(
+    provider_keys: Sequence[str], *, deps: Iterable[Any] = ()
+) -> AssetsDefinition:
     """The ``omni_video`` asset, needing the given provider resources plus storage and registry."""
 
     @asset(
@@ -150,7 +161,7 @@ def build_video_asset(provider_keys: Sequence[str], *, deps: Iterable[Any] = ())
         description="Gemini Omni videos, one partition per request. Materializing a partition "
         "submits it (or resumes its registered task), waits and downloads.",
     )
-    def omni_video(context: AssetExecutionContext) -> MaterializeResult:
+    def omni_video(context: AssetExecutionContext) -> MaterializeResult:  # type: ignore[type-arg]
         runtime = runtime_from_resources(context.resources, provider_keys)
         record = _ready_record(context, runtime, context.partition_key)
         if not runtime.registry.claim([record.key], context.run_id):
@@ -159,8 +170,12 @@ def build_video_asset(provider_keys: Sequence[str], *, deps: Iterable[Any] = ())
                 raise Failure(f"{record.key} is being materialized by run {record.run_id}")
         client = runtime.providers[record.provider]
         try:
-            video = materialize_record(runtime.registry, client, runtime.storage,
-                                       runtime.registry.get(record.key) or record)
+            video = materialize_record(
+                runtime.registry,
+                client,
+                runtime.storage,
+                runtime.registry.get(record.key) or record,
+            )
         except BaseException:
             runtime.registry.release(record.key)
             raise
@@ -169,8 +184,13 @@ def build_video_asset(provider_keys: Sequence[str], *, deps: Iterable[Any] = ())
             metadata=video_metadata(runtime, record, video),
             data_version=DataVersion(video.sha256),
             check_results=[
-                AssetCheckResult(check_name=o.name, passed=o.passed, description=o.description,
-                                 metadata=o.metadata, severity=AssetCheckSeverity.WARN)
+                AssetCheckResult(
+                    check_name=o.name,
+                    passed=o.passed,
+                    description=o.description,
+                    metadata=o.metadata,
+                    severity=AssetCheckSeverity.WARN,
+                )
                 for o in _outcomes(runtime, record, video)
             ],
         )
@@ -188,37 +208,54 @@ def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str
         raise Failure(
             f"{key} ended {record.state.value}: {(record.error or {}).get('message')}. "
             f"A failed generation is not paid for again unless you ask: `omni-assets retry {key}`",
-            metadata={"task_id": record.task_id or "", "error": MetadataValue.json(record.error or {})},
+            metadata={
+                "task_id": record.task_id or "",
+                "error": MetadataValue.json(record.error or {}),
+            },
         )
     if record.state == RecordState.PENDING:
         context.log.info(f"submitting {key}")
-        report = submit_pending(registry, runtime.providers, runtime.storage,
-                                limits=runtime.limits, keys=[key])
+        report = submit_pending(
+            registry, runtime.providers, runtime.storage, limits=runtime.limits, keys=[key]
+        )
         record = registry.get(key) or record
         if record.state != RecordState.IN_FLIGHT:
-            reason = report.failed.get(key) or report.unknown.get(key) or (
-                report.blocked_providers.get(record.provider) or "waiting for its parent or budget")
+            reason = (
+                report.failed.get(key)
+                or report.unknown.get(key)
+                or (
+                    report.blocked_providers.get(record.provider)
+                    or "waiting for its parent or budget"
+                )
+            )
             raise Failure(f"{key} was not submitted: {reason}")
     if record.state == RecordState.IN_FLIGHT:
         assert record.task_ref is not None
         client = runtime.providers[record.provider]
         policy = runtime.policies.get(record.provider)
-        remaining = (policy.deadline_s if policy else 1800) - (time.time() - (record.submitted_at or 0))
+        remaining = (policy.deadline_s if policy else 1800) - (
+            time.time() - (record.submitted_at or 0)
+        )
         context.log.info(f"waiting for task {record.task_id} at {record.provider}")
         try:
             status = wait(
-                client, record.task_ref, deadline=max(1.0, remaining),
+                client,
+                record.task_ref,
+                deadline=max(1.0, remaining),
                 interval=policy.interval_s if policy else 10.0,
                 on_status=lambda s: context.log.info(
-                    f"{key}: {s.raw_status}" + (f" {s.progress}%" if s.progress is not None else "")),
+                    f"{key}: {s.raw_status}" + (f" {s.progress}%" if s.progress is not None else "")
+                ),
             )
         except TaskFailedError as exc:
             # Recorded like the sensor would: never resubmitted unless the user asks.
             registry.record_status(key, client.status(record.task_ref))
             raise Failure(str(exc), metadata={"task_id": record.task_id or ""}) from exc
         except TaskTimeoutError as exc:
-            raise Failure(f"{exc}; the task keeps running and the poll sensor will pick it up",
-                          metadata={"task_id": record.task_id or ""}) from exc
+            raise Failure(
+                f"{exc}; the task keeps running and the poll sensor will pick it up",
+                metadata={"task_id": record.task_id or ""},
+            ) from exc
         except BaseException:
             # Terminated: the task is paid for and keeps running. Cancel where the provider can;
             # otherwise the poll sensor finds it finished and materializes it later.
@@ -243,4 +280,3 @@ def report_failure(runtime: OmniRuntime, record: Record) -> dict[str, Any]:
         "model": MetadataValue.text(record.model),
         "retry": MetadataValue.text(f"omni-assets retry {record.key}"),
     }
-

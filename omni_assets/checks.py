@@ -46,13 +46,16 @@ def evaluate_checks(
     request: VideoRequest, probe: VideoProbe, *, expected_duration: float | None = None
 ) -> list[CheckOutcome]:
     """Both checks for one video. ``expected_duration`` covers fixed-length models."""
-    plays = probe.duration_s > 0 and probe.width > 0 and probe.height > 0 and bool(probe.video_codec)
+    plays = (
+        probe.duration_s > 0 and probe.width > 0 and probe.height > 0 and bool(probe.video_codec)
+    )
     outcomes = [
         CheckOutcome(
             CHECK_PLAYS,
             plays,
             f"{probe.video_codec} {probe.width}x{probe.height}, {probe.duration_s:.2f} s"
-            if plays else "no decodable video stream",
+            if plays
+            else "no decodable video stream",
             {"duration_s": probe.duration_s, "codec": probe.video_codec or "none"},
         )
     ]
@@ -67,8 +70,13 @@ def evaluate_checks(
         actual = probe.width / probe.height
         meta["requested_aspect_ratio"] = request.aspect_ratio
         meta["actual_aspect_ratio"] = round(actual, 4)
-        if abs(actual - _ratio(request.aspect_ratio)) / _ratio(request.aspect_ratio) > ASPECT_TOLERANCE:
-            problems.append(f"aspect {probe.width}x{probe.height}, requested {request.aspect_ratio}")
+        if (
+            abs(actual - _ratio(request.aspect_ratio)) / _ratio(request.aspect_ratio)
+            > ASPECT_TOLERANCE
+        ):
+            problems.append(
+                f"aspect {probe.width}x{probe.height}, requested {request.aspect_ratio}"
+            )
     outcomes.append(
         CheckOutcome(
             CHECK_MATCHES_REQUEST,

@@ -31,8 +31,13 @@ DEMO_REQUESTS = Path(__file__).parent / "demo" / "requests.yaml"
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([line.format(*header), line.format(*("-" * w for w in widths)),
-                      *(line.format(*map(str, r)) for r in rows)])
+    return "\n".join(
+        [
+            line.format(*header),
+            line.format(*("-" * w for w in widths)),
+            *(line.format(*map(str, r)) for r in rows),
+        ]
+    )
 
 
 def _summary_rows(records: Sequence[object], storage: object) -> list[list[str]]:
@@ -49,8 +54,9 @@ def _summary_rows(records: Sequence[object], storage: object) -> list[list[str]]
             if storage.exists(sidecar_path):
                 duration = f"{storage.read_json(sidecar_path)['probe']['duration_s']:.2f}s"
         detail = rec.video_uri or str((rec.error or {}).get("message", ""))[:60]
-        rows.append([rec.key, rec.provider, rec.state.value, detail, duration,
-                     (rec.sha256 or "")[:16]])
+        rows.append(
+            [rec.key, rec.provider, rec.state.value, detail, duration, (rec.sha256 or "")[:16]]
+        )
     return rows
 
 
@@ -72,8 +78,13 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
     intake = load_requests_file(requests_file)
     storage = OmniStorageResource(url=settings.storage_url)
     registry = OmniRegistryResource()
-    defs = build_definitions(settings=settings, storage=storage, registry=registry,
-                             requests_path=str(requests_file), poll_interval_s=1)
+    defs = build_definitions(
+        settings=settings,
+        storage=storage,
+        registry=registry,
+        requests_path=str(requests_file),
+        poll_interval_s=1,
+    )
     instance = DagsterInstance.get()
     driver = LocalDriver(defs, instance, registry.get_registry(), run_log_level=log_level)
     # The requests sensor does the same; doing it here too gives the CLI the issues to print.
@@ -95,13 +106,19 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
     result = driver.drive(sorted(wanted), timeout_s=timeout_s, on_tick=progress)
     records = [r for r in result.records if r.key in wanted]
     print()
-    print(_table(_summary_rows(records, storage.get_storage()),
-                 ["key", "provider", "status", "path", "duration", "sha256"]))
+    print(
+        _table(
+            _summary_rows(records, storage.get_storage()),
+            ["key", "provider", "status", "path", "duration", "sha256"],
+        )
+    )
     for issue in checked.issues:
         print(f"rejected: {issue}")
     done = sum(r.state.value == "materialized" for r in records)
-    print(f"\n{done}/{len(records)} materialized, {len(checked.issues)} "
-          f"rejected, {result.runs} runs, {time.monotonic() - started:.1f}s")
+    print(
+        f"\n{done}/{len(records)} materialized, {len(checked.issues)} "
+        f"rejected, {result.runs} runs, {time.monotonic() - started:.1f}s"
+    )
     if result.timed_out:
         print(f"timed out after {timeout_s:.0f}s; run the same command again to resume")
     ok = result.ok and not checked.issues and bool(records)
@@ -115,15 +132,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="omni-demo-")))
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         storage = Path(args.storage).absolute()
-        server = stack.enter_context(EmulatorServer(EmulatorConfig(
-            generation_seconds=args.generation_seconds, seed=1)))
-        os.environ.update({
-            "DAGSTER_HOME": str(home),
-            "OMNI_PROVIDER": "emulator",
-            "OMNI_EMULATOR_URL": server.url,
-            "OMNI_STORAGE_URL": str(storage),
-            "OMNI_REGISTRY_URL": f"sqlite:///{home / 'omni_registry.db'}",
-        })
+        server = stack.enter_context(
+            EmulatorServer(EmulatorConfig(generation_seconds=args.generation_seconds, seed=1))
+        )
+        os.environ.update(
+            {
+                "DAGSTER_HOME": str(home),
+                "OMNI_PROVIDER": "emulator",
+                "OMNI_EMULATOR_URL": server.url,
+                "OMNI_STORAGE_URL": str(storage),
+                "OMNI_REGISTRY_URL": f"sqlite:///{home / 'omni_registry.db'}",
+            }
+        )
         print(f"emulator: {server.url}   storage: {storage}   dagster home: {home}")
         code = _drive(Path(args.requests), args.timeout)
         if code == 0:
@@ -147,8 +167,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     registry = Registry(default_registry_url())
     storage = VideoStorage(Settings.from_env().storage_url)
     records = registry.records()
-    print(_table(_summary_rows(records, storage),
-                 ["key", "provider", "status", "path", "duration", "sha256"]))
+    print(
+        _table(
+            _summary_rows(records, storage),
+            ["key", "provider", "status", "path", "duration", "sha256"],
+        )
+    )
     return 0
 
 
@@ -178,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["emulator"]:
         return cmd_emulator(argv[1:])
-    parser = argparse.ArgumentParser(prog="omni-assets", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="omni-assets",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the demo requests offline on the emulator")
     demo.add_argument("--requests", default=str(DEMO_REQUESTS))

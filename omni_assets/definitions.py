@@ -43,7 +43,8 @@ def provider_resources(settings: Settings) -> dict[str, ProviderResource]:
         else:
             out[name] = cls(
                 api_key=EnvVar(f"{name.upper()}_API_KEY"),
-                base_url=EnvVar(f"{name.upper()}_BASE_URL") if _env(f"{name.upper()}_BASE_URL")
+                base_url=EnvVar(f"{name.upper()}_BASE_URL")
+                if _env(f"{name.upper()}_BASE_URL")
                 else None,
             )
     return out
@@ -87,9 +88,12 @@ def build_definitions(
         jobs=[submit_job, materialize_job],
         sensors=[
             build_requests_sensor(keys, submit_job, requests_path),
-            build_poll_sensor(keys, submit_job, materialize_job,
-                              minimum_interval_seconds=poll_interval_s
-                              or settings.poll_sensor_interval_s),
+            build_poll_sensor(
+                keys,
+                submit_job,
+                materialize_job,
+                minimum_interval_seconds=poll_interval_s or settings.poll_sensor_interval_s,
+            ),
         ],
         resources=resources,
     )
@@ -100,8 +104,11 @@ def product_catalog_prompts() -> list[dict[str, Any]]:
     """Stands for a user's own asset; its output becomes video requests."""
     products = [("teapot", "a porcelain teapot"), ("sneaker", "a white running sneaker")]
     return [
-        {"id": f"catalog-{sku}", "prompt": f"{text} slowly rotating on a studio turntable",
-         "aspect_ratio": "16:9"}
+        {
+            "id": f"catalog-{sku}",
+            "prompt": f"{text} slowly rotating on a studio turntable",
+            "aspect_ratio": "16:9",
+        }
         for sku, text in products
     ]
 

@@ -25,8 +25,7 @@ from .registry import Record, RecordState, Registry
 
 __all__ = ["DriveResult", "LocalDriver"]
 
-SETTLED = (RecordState.MATERIALIZED, RecordState.FAILED, RecordState.UNKNOWN,
-           RecordState.CANCELLED)
+SETTLED = (RecordState.MATERIALIZED, RecordState.FAILED, RecordState.UNKNOWN, RecordState.CANCELLED)
 
 
 @dataclass
@@ -61,7 +60,9 @@ class LocalDriver:
         """Evaluate one sensor once and execute the runs it asks for; returns their job names."""
         sensor = self.defs.resolve_sensor_def(sensor_name)
         with build_sensor_context(
-            instance=self.instance, resources=self.defs.resources, sensor_name=sensor_name,
+            instance=self.instance,
+            resources=self.defs.resources,
+            sensor_name=sensor_name,
             cursor=self.cursors.get(sensor_name),
         ) as context:
             result = sensor(context)
@@ -75,7 +76,9 @@ class LocalDriver:
                 self.instance.add_dynamic_partitions(omni_video_partitions.name or "", keys)
         launched = []
         for run in result.run_requests or []:
-            launched.append(self._execute(run, sensor.job_name if not run.job_name else run.job_name))
+            launched.append(
+                self._execute(run, sensor.job_name if not run.job_name else run.job_name)
+            )
         return launched
 
     def _execute(self, run: RunRequest, job_name: str | None) -> str:
@@ -88,8 +91,9 @@ class LocalDriver:
             **(run.run_config or {}),
             "loggers": {"console": {"config": {"log_level": self.run_log_level}}},
         }
-        job.execute_in_process(run_config=run_config, instance=self.instance, tags=tags,
-                               raise_on_error=False)
+        job.execute_in_process(
+            run_config=run_config, instance=self.instance, tags=tags, raise_on_error=False
+        )
         self.runs += 1
         return job_name
 

@@ -45,9 +45,18 @@ def ensure_emulator(url: str, *, timeout_s: float = 30.0) -> None:
         log_path = Path(tempfile.gettempdir()) / f"omni-emulator-{parsed.port}.log"
         with open(log_path, "ab") as log:
             subprocess.Popen(
-                [sys.executable, "-m", "omni_assets.emulator", "--host", "127.0.0.1",
-                 "--port", str(parsed.port)],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "omni_assets.emulator",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(parsed.port),
+                ],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives the process that started it
                 env={**os.environ},
             )

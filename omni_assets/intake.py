@@ -70,13 +70,18 @@ def _where(index: int, raw: Any) -> str:
 
 
 def _from_objects(
-    items: Sequence[Any], defaults: Mapping[str, Any], base_dir: Path | None, where: Callable[..., str]
+    items: Sequence[Any],
+    defaults: Mapping[str, Any],
+    base_dir: Path | None,
+    where: Callable[..., str],
 ) -> Intake:
     out = Intake()
     for index, raw in enumerate(items):
         if not isinstance(raw, Mapping):
             out.issues.append(
-                RequestIssue(where(index, raw), None, f"expected a mapping, got {type(raw).__name__}")
+                RequestIssue(
+                    where(index, raw), None, f"expected a mapping, got {type(raw).__name__}"
+                )
             )
             continue
         data = {**defaults, **raw}
@@ -130,9 +135,15 @@ def parse_requests(text: str, *, fmt: str, base_dir: Path | None = None) -> Inta
                 lines.append(lineno)
             except json.JSONDecodeError as exc:
                 bad.issues.append(RequestIssue(f"line {lineno}", None, f"invalid JSON: {exc.msg}"))
-        parsed = _from_objects(items, {}, base_dir, lambda i, raw: f"line {lines[i]}" + (
-            f" (id {raw.get('id')!r})" if isinstance(raw, Mapping) and raw.get("id") else ""
-        ))
+        parsed = _from_objects(
+            items,
+            {},
+            base_dir,
+            lambda i, raw: (
+                f"line {lines[i]}"
+                + (f" (id {raw.get('id')!r})" if isinstance(raw, Mapping) and raw.get("id") else "")
+            ),
+        )
         parsed.issues[:0] = bad.issues
         return parsed
     if fmt != "yaml":
@@ -147,18 +158,29 @@ def parse_requests(text: str, *, fmt: str, base_dir: Path | None = None) -> Inta
     if isinstance(doc, Mapping):
         unknown = set(doc) - {"defaults", "requests"}
         if unknown:
-            return Intake(issues=[RequestIssue(
-                "requests file", ", ".join(sorted(map(str, unknown))),
-                "unknown top-level key; allowed: defaults, requests (or a bare list of requests)",
-            )])
+            return Intake(
+                issues=[
+                    RequestIssue(
+                        "requests file",
+                        ", ".join(sorted(map(str, unknown))),
+                        "unknown top-level key; allowed: defaults, requests "
+                        "(or a bare list of requests)",
+                    )
+                ]
+            )
         defaults, doc = doc.get("defaults") or {}, doc.get("requests") or []
     if doc is None:
         doc = []
     if not isinstance(doc, list) or not isinstance(defaults, Mapping):
-        return Intake(issues=[RequestIssue(
-            "requests file", None,
-            "expected a list of requests, or a mapping with 'defaults' and 'requests'",
-        )])
+        return Intake(
+            issues=[
+                RequestIssue(
+                    "requests file",
+                    None,
+                    "expected a list of requests, or a mapping with 'defaults' and 'requests'",
+                )
+            ]
+        )
     if "id" in defaults:
         return Intake(issues=[RequestIssue("defaults", "id", "an id cannot be a default")])
     return _from_objects(doc, defaults, base_dir, _where)
@@ -199,7 +221,9 @@ def check_requests(
     for req in requests:
         key = req.key
         if key in seen:
-            out.issues.append(RequestIssue(f"request {key!r}", "id", "duplicate id; ids must be unique"))
+            out.issues.append(
+                RequestIssue(f"request {key!r}", "id", "duplicate id; ids must be unique")
+            )
             by_key.pop(key, None)
             continue
         seen.add(key)
@@ -210,11 +234,15 @@ def check_requests(
             out.issues.append(RequestIssue(f"request {key!r}", exc.field, exc.message))
             continue
         if req.extends is not None and not can_extend(req, provider):
-            out.issues.append(RequestIssue(
-                f"request {key!r}", "extends",
-                f"provider {provider!r} (model {req.model or 'default'}) cannot extend a video; "
-                "choose a provider that takes a reference video or a parent task",
-            ))
+            out.issues.append(
+                RequestIssue(
+                    f"request {key!r}",
+                    "extends",
+                    f"provider {provider!r} (model {req.model or 'default'}) cannot extend "
+                    "a video; "
+                    "choose a provider that takes a reference video or a parent task",
+                )
+            )
             continue
         by_key[key] = req
     known = set(known_keys)
@@ -235,8 +263,8 @@ def _bad_chain_members(
         key: str | None = start
         while key is not None and key in by_key and key not in bad:
             if key in path:
-                cycle = " -> ".join([*path[path.index(key):], key])
-                for member in path[path.index(key):]:
+                cycle = " -> ".join([*path[path.index(key) :], key])
+                for member in path[path.index(key) :]:
                     bad[member] = f"extension cycle: {cycle}"
                 break
             path.append(key)
@@ -245,7 +273,8 @@ def _bad_chain_members(
             if key is None or key in known:
                 continue
             reason = (
-                f"parent {key!r} was rejected" if key in seen or key in bad
+                f"parent {key!r} was rejected"
+                if key in seen or key in bad
                 else f"parent {key!r} is not a known request id"
             )
             if key in bad:

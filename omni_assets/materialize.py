@@ -47,9 +47,19 @@ def materialize_record(
     existing = _reusable(storage, record)
     if existing is not None:
         probe = probe_video(storage.fs, path)
-        registry.record_materialized(record.key, existing["uri"], existing["sha256"], existing["size"])
-        return MaterializedVideo(record.key, existing["uri"], existing["sha256"], existing["size"],
-                                 probe, existing, 0.0, reused=True)
+        registry.record_materialized(
+            record.key, existing["uri"], existing["sha256"], existing["size"]
+        )
+        return MaterializedVideo(
+            record.key,
+            existing["uri"],
+            existing["sha256"],
+            existing["size"],
+            probe,
+            existing,
+            0.0,
+            reused=True,
+        )
     if storage.exists(sidecar_path):
         # The request changed since this video was made: keep the old one, never reuse it.
         old = storage.read_json(sidecar_path)
@@ -69,8 +79,9 @@ def materialize_record(
     sidecar = build_sidecar(record, result.uri, result.sha256, result.size, probe, download_s)
     storage.write_json_atomic(sidecar_path, sidecar)
     registry.record_materialized(record.key, result.uri, result.sha256, result.size)
-    return MaterializedVideo(record.key, result.uri, result.sha256, result.size, probe, sidecar,
-                             download_s, reused=False)
+    return MaterializedVideo(
+        record.key, result.uri, result.sha256, result.size, probe, sidecar, download_s, reused=False
+    )
 
 
 def _reusable(storage: VideoStorage, record: Record) -> dict[str, Any] | None:
@@ -78,8 +89,11 @@ def _reusable(storage: VideoStorage, record: Record) -> dict[str, Any] | None:
     sidecar_path = storage.sidecar_path(record.key)
     if not (storage.exists(sidecar_path) and storage.exists(storage.video_path(record.key))):
         return None
-    sidecar = storage.read_json(sidecar_path)
-    same = sidecar.get("fingerprint") == record.fingerprint and sidecar.get("task_id") == record.task_id
+    sidecar: dict[str, Any] = storage.read_json(sidecar_path)
+    same = (
+        sidecar.get("fingerprint") == record.fingerprint
+        and sidecar.get("task_id") == record.task_id
+    )
     if same and storage.size(storage.video_path(record.key)) == sidecar.get("size"):
         return sidecar
     return None
@@ -91,7 +105,8 @@ def _fresh_url(registry: Registry, provider: Provider, record: Record) -> str:
     if not status.video_url:
         raise DownloadError(
             f"task {record.task_id} has no video URL any more (status {status.raw_status!r})",
-            provider=provider.name, task_id=record.task_id,
+            provider=provider.name,
+            task_id=record.task_id,
         )
     registry.update_url(record.key, status.video_url, status.expires_at)
     return status.video_url

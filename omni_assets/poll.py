@@ -67,9 +67,7 @@ def poll_in_flight(
     due = [r for r in registry.due_for_poll(now, limit=limit) if r.provider in providers]
     report = PollReport()
     if due:
-        updates = asyncio.run(
-            _poll_all(due, providers, policies or {}, budget_s, now, report)
-        )
+        updates = asyncio.run(_poll_all(due, providers, policies or {}, budget_s, now, report))
         registry.record_polls(updates)
     report.seconds = time.monotonic() - started
     return report
@@ -133,12 +131,17 @@ def _on_status(
         report.failed[record.key] = status.error_message or status.raw_status
     elif not status.recognized:
         report.unrecognized[record.key] = status.raw_status
-        log.warning("task %s (%s) has unrecognized status %r; polling until the deadline",
-                    record.task_id, record.key, status.raw_status)
+        log.warning(
+            "task %s (%s) has unrecognized status %r; polling until the deadline",
+            record.task_id,
+            record.key,
+            status.raw_status,
+        )
     if not status.terminal and _past_deadline(record, policy, now):
         return PollUpdate.timed_out(record.key, status, policy.deadline_s)
-    return PollUpdate.from_status(record.key, status, next_poll_at=_next_poll(
-        policy, now, status.retry_after))
+    return PollUpdate.from_status(
+        record.key, status, next_poll_at=_next_poll(policy, now, status.retry_after)
+    )
 
 
 def _on_error(

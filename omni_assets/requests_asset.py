@@ -6,7 +6,6 @@ requests as ``omni_video`` partitions and reports the invalid ones in its metada
 sensor then submits and materializes them like requests from a file.
 """
 
-
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -28,12 +27,23 @@ def coerce_requests(value: Any) -> Intake:
     if hasattr(value, "to_dict"):  # a pandas DataFrame, without importing pandas
         value = value.to_dict("records")
     if isinstance(value, Mapping) or not isinstance(value, Iterable):
-        return Intake(issues=[RequestIssue(
-            "upstream value", None,
-            f"expected a list of requests (dicts or VideoRequest), got {type(value).__name__}")])
-    items = [v.model_dump(exclude_defaults=True) if isinstance(v, VideoRequest) else v for v in value]
-    items = [{k: v for k, v in item.items() if v is not None} if isinstance(item, Mapping) else item
-             for item in items]
+        return Intake(
+            issues=[
+                RequestIssue(
+                    "upstream value",
+                    None,
+                    "expected a list of requests (dicts or VideoRequest), "
+                    f"got {type(value).__name__}",
+                )
+            ]
+        )
+    items = [
+        v.model_dump(exclude_defaults=True) if isinstance(v, VideoRequest) else v for v in value
+    ]
+    items = [
+        {k: v for k, v in item.items() if v is not None} if isinstance(item, Mapping) else item
+        for item in items
+    ]
     return _from_objects(items, {}, None, _where)
 
 
@@ -66,12 +76,14 @@ def build_requests_asset(
             context.instance.add_dynamic_partitions(omni_video_partitions.name or "", missing)
         for issue in checked.issues:
             context.log.warning(f"rejected: {issue}")
-        context.add_output_metadata({
-            "valid": MetadataValue.int(len(keys)),
-            "rejected": MetadataValue.int(len(checked.issues)),
-            "new_or_changed": MetadataValue.int(len(changed)),
-            "issues": MetadataValue.md("\n".join(f"- {i}" for i in checked.issues) or "none"),
-        })
+        context.add_output_metadata(
+            {
+                "valid": MetadataValue.int(len(keys)),
+                "rejected": MetadataValue.int(len(checked.issues)),
+                "new_or_changed": MetadataValue.int(len(changed)),
+                "issues": MetadataValue.md("\n".join(f"- {i}" for i in checked.issues) or "none"),
+            }
+        )
         return {"keys": keys, "issues": [str(i) for i in checked.issues]}
 
     return _requests_asset

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-class ProviderResource(ConfigurableResource):  # type: ignore[misc]
+class ProviderResource(ConfigurableResource):  # type: ignore[type-arg]
     """Settings shared by every provider resource."""
 
     provider_name: ClassVar[str]
@@ -110,7 +110,7 @@ PROVIDER_RESOURCES: dict[str, type[ProviderResource]] = {
 }
 
 
-class OmniStorageResource(ConfigurableResource):  # type: ignore[misc]
+class OmniStorageResource(ConfigurableResource):  # type: ignore[type-arg]
     """Where videos, sidecars and sources go: any fsspec URL (local folder, ``s3://``...)."""
 
     url: str = Field(description="fsspec URL of the storage root, e.g. s3://bucket/videos.")
@@ -124,7 +124,7 @@ class OmniStorageResource(ConfigurableResource):  # type: ignore[misc]
         return VideoStorage(self.url, dict(self.storage_options))
 
 
-class OmniRegistryResource(ConfigurableResource):  # type: ignore[misc]
+class OmniRegistryResource(ConfigurableResource):  # type: ignore[type-arg]
     """The durable task registry (SQLite under DAGSTER_HOME by default, or Postgres)."""
 
     url: str | None = Field(

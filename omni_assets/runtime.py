@@ -43,12 +43,15 @@ class OmniRuntime:
         client = self.providers.get(provider)
         if client is None:
             raise InvalidRequestError(
-                "provider", provider,
+                "provider",
+                provider,
                 ", ".join(sorted(self.providers)) + " (configured here)",
                 request_key=request.key,
             )
         model = request.model or client.model
-        validate(request, provider, model, resolve_local=client.can_upload or not self.storage.is_local)
+        validate(
+            request, provider, model, resolve_local=client.can_upload or not self.storage.is_local
+        )
 
     def can_extend(self, request: VideoRequest, provider: str) -> bool:
         return capabilities.get(provider, self.model_for(request)).extension is not None

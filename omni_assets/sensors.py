@@ -7,7 +7,6 @@ a budget well under the 60 s tick limit, records failures on their partitions, l
 requests are waiting and no submit run is active. Cursors stay tiny; state lives in the registry.
 """
 
-
 import hashlib
 import time
 import uuid
@@ -53,7 +52,9 @@ MAX_VIDEOS_PER_RUN = 200
 STALE_SUBMIT_S = 600.0  # a POST never takes this long: the submitter died
 STALE_CLAIM_S = 900.0
 _ACTIVE = [
-    DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
     DagsterRunStatus.STARTED,
 ]
 # Providers whose idempotency key makes replaying an interrupted submission safe.
@@ -67,8 +68,11 @@ def register_requests(
     parents = {r.extends for r in requests if r.extends}
     known = {r.key for r in runtime.registry.get_many(sorted(parents))} if parents else set()
     checked = check_requests(
-        requests, default_provider=runtime.default_provider, validate=runtime.validate,
-        can_extend=runtime.can_extend, known_keys=known,
+        requests,
+        default_provider=runtime.default_provider,
+        validate=runtime.validate,
+        can_extend=runtime.can_extend,
+        known_keys=known,
     )
     if issues is not None:
         checked.issues[:0] = issues.issues
@@ -77,8 +81,9 @@ def register_requests(
 
 
 def _active_runs(context: SensorEvaluationContext, job_name: str) -> int:
-    return len(context.instance.get_run_ids(
-        RunsFilter(job_name=job_name, statuses=_ACTIVE), limit=1))
+    return len(
+        context.instance.get_run_ids(RunsFilter(job_name=job_name, statuses=_ACTIVE), limit=1)
+    )
 
 
 def build_requests_sensor(
@@ -111,7 +116,8 @@ def build_requests_sensor(
             context.log.warning(f"rejected: {issue}")
         context.log.info(
             f"{path}: {len(checked.requests)} valid, {len(checked.issues)} rejected, "
-            f"{len(keys)} new or changed")
+            f"{len(keys)} new or changed"
+        )
         existing = set(context.instance.get_dynamic_partitions(omni_video_partitions.name or ""))
         new_keys = [r.key for r in checked.requests if r.key not in existing]
         context.update_cursor(digest)
@@ -121,15 +127,19 @@ def build_requests_sensor(
         return SensorResult(
             run_requests=runs,
             dynamic_partitions_requests=(
-                [omni_video_partitions.build_add_request(new_keys)] if new_keys else []),
+                [omni_video_partitions.build_add_request(new_keys)] if new_keys else []
+            ),
         )
 
     return omni_requests_sensor
 
 
 def build_poll_sensor(
-    provider_keys: Sequence[str], submit_job: JobDefinition, materialize_job: JobDefinition,
-    *, minimum_interval_seconds: int = 15,
+    provider_keys: Sequence[str],
+    submit_job: JobDefinition,
+    materialize_job: JobDefinition,
+    *,
+    minimum_interval_seconds: int = 15,
 ) -> SensorDefinition:
     @sensor(
         name="omni_poll_sensor",
@@ -137,7 +147,7 @@ def build_poll_sensor(
         required_resource_keys={"omni_storage", "omni_registry", *provider_keys},
         default_status=DefaultSensorStatus.RUNNING,
         jobs=[submit_job, materialize_job],
-        description="Polls in-flight tasks; launches one materialize run per tick for finished ones.",
+        description="Polls in-flight tasks; one materialize run per tick for finished ones.",
     )
     def omni_poll_sensor(
         context: SensorEvaluationContext, **_resources: Any
@@ -152,8 +162,9 @@ def poll_tick(context: SensorEvaluationContext, runtime: OmniRuntime) -> SensorR
     """One tick of the poll sensor (a function of its own so the CLI drives the same code)."""
     registry = runtime.registry
     _recover_stale(context, runtime)
-    report = poll_in_flight(registry, runtime.providers, policies=runtime.policies,
-                            budget_s=TICK_BUDGET_S)
+    report = poll_in_flight(
+        registry, runtime.providers, policies=runtime.policies, budget_s=TICK_BUDGET_S
+    )
     for key, progress in sorted(report.progress.items()):
         context.log.debug(f"{key}: {progress}%")
     for key, raw in report.unrecognized.items():
@@ -162,29 +173,43 @@ def poll_tick(context: SensorEvaluationContext, runtime: OmniRuntime) -> SensorR
         record = registry.get(key)
         if record is None:
             continue
-        context.log.error(f"{key} failed at {record.provider} (task {record.task_id}): "
-                          f"{report.failed[key]}")
-        context.instance.report_runless_asset_event(AssetObservation(
-            asset_key=VIDEO_ASSET_KEY, partition=key, metadata=report_failure(runtime, record)))
+        context.log.error(
+            f"{key} failed at {record.provider} (task {record.task_id}): {report.failed[key]}"
+        )
+        context.instance.report_runless_asset_event(
+            AssetObservation(
+                asset_key=VIDEO_ASSET_KEY, partition=key, metadata=report_failure(runtime, record)
+            )
+        )
     runs: list[RunRequest] = []
     ready = [r.key for r in registry.ready(limit=MAX_VIDEOS_PER_RUN)]
     if ready:
         token = f"materialize-{uuid.uuid4().hex[:12]}"
         claimed = registry.claim(ready, token)
         if claimed:
-            runs.append(RunRequest(
-                run_key=token, job_name=MATERIALIZE_JOB,
-                run_config={"ops": {"materialize_ready_videos": {
-                    "config": {"keys": claimed, "claim_token": token}}}},
-                tags={"omni/videos": str(len(claimed))},
-            ))
+            runs.append(
+                RunRequest(
+                    run_key=token,
+                    job_name=MATERIALIZE_JOB,
+                    run_config={
+                        "ops": {
+                            "materialize_ready_videos": {
+                                "config": {"keys": claimed, "claim_token": token}
+                            }
+                        }
+                    },
+                    tags={"omni/videos": str(len(claimed))},
+                )
+            )
     counts = registry.counts()
     if counts.get(RecordState.PENDING, 0) and not _active_runs(context, SUBMIT_JOB):
         runs.append(RunRequest(run_key=f"submit-{int(time.time())}", job_name=SUBMIT_JOB))
-    summary = (f"polled {report.polled} in {report.seconds:.2f}s; {len(report.ready)} finished, "
-               f"{len(report.failed)} failed, {len(report.errors)} errors; "
-               f"{counts.get(RecordState.IN_FLIGHT, 0)} in flight, "
-               f"{counts.get(RecordState.PENDING, 0)} pending")
+    summary = (
+        f"polled {report.polled} in {report.seconds:.2f}s; {len(report.ready)} finished, "
+        f"{len(report.failed)} failed, {len(report.errors)} errors; "
+        f"{counts.get(RecordState.IN_FLIGHT, 0)} in flight, "
+        f"{counts.get(RecordState.PENDING, 0)} pending"
+    )
     context.log.info(summary)
     if report.skipped_for_budget:
         context.log.warning(f"{report.skipped_for_budget} polls left for the next tick (budget)")
@@ -199,14 +224,22 @@ def _recover_stale(context: Any, runtime: OmniRuntime) -> None:
     for record in registry.stuck_submitting(STALE_SUBMIT_S):
         if record.provider in REPLAY_SAFE:
             # Same attempt, same Idempotency-Key: the provider returns the task it already made.
-            registry.record_submit_error(record.key, {"message": "submitter crashed; replaying "
-                                         "with the same idempotency key"}, "not_created")
+            registry.record_submit_error(
+                record.key,
+                {"message": "submitter crashed; replaying with the same idempotency key"},
+                "not_created",
+            )
         else:
-            registry.record_submit_error(record.key, {
-                "error": "SubmitOutcomeUnknown",
-                "message": "the submitting process stopped between the paid POST and recording "
-                           "its task id; it was not resubmitted. Check the provider's console, "
-                           f"then `omni-assets retry {record.key}` if no task exists."}, "unknown")
+            registry.record_submit_error(
+                record.key,
+                {
+                    "error": "SubmitOutcomeUnknown",
+                    "message": "the submitting process stopped between the paid POST and recording "
+                    "its task id; it was not resubmitted. Check the provider's console, "
+                    f"then `omni-assets retry {record.key}` if no task exists.",
+                },
+                "unknown",
+            )
     for record in registry.records(states=[RecordState.MATERIALIZING]):
         token = record.run_id
         if not token:

@@ -1,7 +1,7 @@
 """Settings read from the environment (the interface other tools rely on; see design.md).
 
-``OMNI_PROVIDER``     default provider: ``emulator`` (default), ``jimmyai``, ``apimart``, ``toapis``,
-                      ``crun``. ``emulator`` points every provider at the built-in emulator.
+``OMNI_PROVIDER``     default provider: ``emulator`` (default), ``jimmyai``, ``apimart``,
+                      ``toapis``, ``crun``. ``emulator``: every provider on the built-in emulator.
 ``OMNI_STORAGE_URL``  fsspec URL of the storage root (default ``./.omni/storage``).
 ``OMNI_REQUESTS``     requests file (YAML or JSONL).
 ``OMNI_REGISTRY_URL`` task registry database (default: SQLite under ``$DAGSTER_HOME``).
@@ -41,11 +41,14 @@ class Settings:
         provider = os.environ.get("OMNI_PROVIDER", EMULATOR).strip().lower() or EMULATOR
         allowed = (EMULATOR, *PROVIDER_NAMES)
         if provider not in allowed:
-            raise ValueError(f"OMNI_PROVIDER={provider!r} is not known; allowed: {', '.join(allowed)}")
+            raise ValueError(
+                f"OMNI_PROVIDER={provider!r} is not known; allowed: {', '.join(allowed)}"
+            )
         dialect = os.environ.get("OMNI_EMULATOR_DIALECT", "apimart").strip().lower()
         if dialect not in PROVIDER_NAMES:
             raise ValueError(
-                f"OMNI_EMULATOR_DIALECT={dialect!r} is not known; allowed: {', '.join(PROVIDER_NAMES)}"
+                f"OMNI_EMULATOR_DIALECT={dialect!r} is not known; "
+                f"allowed: {', '.join(PROVIDER_NAMES)}"
             )
         return cls(
             provider=provider,

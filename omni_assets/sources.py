@@ -49,8 +49,11 @@ def resolve_source(
     path = Path(origin)
     if not path.is_file():
         raise InvalidRequestError(
-            field, origin, "an existing readable local file or an http(s) URL",
-            provider=provider.name, request_key=key,
+            field,
+            origin,
+            "an existing readable local file or an http(s) URL",
+            provider=provider.name,
+            request_key=key,
         )
     sha256, stored = storage.ingest_source(str(path))
     cache_path = storage.source_path(sha256, "uploads.json")
@@ -61,7 +64,11 @@ def resolve_source(
         now + MIN_URL_LIFETIME_S
     ):
         return ResolvedSource(
-            origin, remembered["url"], sha256, storage.uri(stored), remembered["via"],
+            origin,
+            remembered["url"],
+            sha256,
+            storage.uri(stored),
+            remembered["via"],
             remembered.get("expires_at"),
         )
     if provider.can_upload:
@@ -74,13 +81,19 @@ def resolve_source(
             url = storage.presign(stored, PRESIGN_SECONDS)
         except NotImplementedError as exc:
             raise InvalidRequestError(
-                field, origin,
+                field,
+                origin,
                 f"an http(s) URL: {provider.name} has no upload API and {exc}",
-                provider=provider.name, request_key=key,
+                provider=provider.name,
+                request_key=key,
             ) from exc
         resolved = ResolvedSource(
             origin, url, sha256, storage.uri(stored), "presign", now + PRESIGN_SECONDS
         )
-    cache[provider.name] = {"url": resolved.url, "via": resolved.via, "expires_at": resolved.expires_at}
+    cache[provider.name] = {
+        "url": resolved.url,
+        "via": resolved.via,
+        "expires_at": resolved.expires_at,
+    }
     storage.write_json_atomic(cache_path, cache)
     return resolved

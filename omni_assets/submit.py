@@ -21,7 +21,6 @@ from .providers.errors import (
     AuthenticationError,
     InsufficientBalanceError,
     InvalidRequestError,
-    OmniError,
     ProviderError,
     RateLimitedError,
     SubmitOutcomeUnknownError,
@@ -84,7 +83,7 @@ class SubmitReport:
 
 
 def idempotency_key(record: Record) -> str:
-    """Stable per (content, attempt): a replay of the same attempt can never create a second task."""
+    """Stable per (content, attempt): replaying one attempt can never create a second task."""
     return f"omni-{record.fingerprint[:40]}-{record.attempt}"
 
 
@@ -118,8 +117,11 @@ def submit_pending(
         if provider is None:
             registry.record_submit_error(
                 record.key,
-                {"error": "ProviderNotConfigured", "message": f"provider {name!r} is not configured "
-                 f"here; configured: {', '.join(sorted(providers)) or 'none'}"},
+                {
+                    "error": "ProviderNotConfigured",
+                    "message": f"provider {name!r} is not configured "
+                    f"here; configured: {', '.join(sorted(providers)) or 'none'}",
+                },
                 "not_created",
             )
             report.blocked_providers[name] = "not configured"
@@ -132,7 +134,7 @@ def submit_pending(
             report.deferred.append(record.key)
             continue
         parent = _parent_ready(registry, record, report)
-        if parent is False:
+        if parent is False or parent is True:
             continue
         limiter = limiters.setdefault(name, RateLimiter(limit.rate_per_s))
         outcome = _submit_one(registry, provider, storage, record, parent, limiter, report)
@@ -141,15 +143,21 @@ def submit_pending(
     return report
 
 
-def _parent_ready(registry: Registry, record: Record, report: SubmitReport) -> Record | None | bool:
-    """The parent record when the child may go; False when it must wait or has failed."""
+def _parent_ready(registry: Registry, record: Record, report: SubmitReport) -> Record | bool | None:
+    """The parent record when the child may go (None: no parent); False: wait or failed."""
     if record.parent_key is None:
         return None
     parent = registry.get(record.parent_key)
-    if parent is None or parent.state in (RecordState.FAILED, RecordState.CANCELLED,
-                                          RecordState.UNKNOWN):
-        reason = (f"parent {record.parent_key!r} is not registered" if parent is None
-                  else f"parent {record.parent_key!r} ended {parent.state.value}")
+    if parent is None or parent.state in (
+        RecordState.FAILED,
+        RecordState.CANCELLED,
+        RecordState.UNKNOWN,
+    ):
+        reason = (
+            f"parent {record.parent_key!r} is not registered"
+            if parent is None
+            else f"parent {record.parent_key!r} ended {parent.state.value}"
+        )
         if registry.begin_submit(record.key, idempotency_key(record)):
             registry.record_submit_error(
                 record.key, {"error": "ParentFailed", "message": reason}, "failed"
@@ -261,26 +269,39 @@ def _video_source(
     # Extending by reference video: the parent's provider URL while it is valid, else a presigned
     # link to our own copy (the provider URL may have expired hours ago).
     if parent.video_url and (parent.url_expires_at or 0) > time.time() + 3600:
-        return ResolvedSource(origin=f"video of {parent.key}", url=parent.video_url,
-                              sha256=parent.sha256, storage_uri=parent.video_uri)
+        return ResolvedSource(
+            origin=f"video of {parent.key}",
+            url=parent.video_url,
+            sha256=parent.sha256,
+            storage_uri=parent.video_uri,
+        )
     assert parent.video_uri is not None
     try:
         url = storage.presign(storage.video_path(parent.key), 3 * 24 * 3600)
     except NotImplementedError as exc:
         raise InvalidRequestError(
-            "extends", parent.key,
+            "extends",
+            parent.key,
             f"a parent whose provider URL is still valid, or storage that can presign ({exc})",
-            provider=provider.name, request_key=key,
+            provider=provider.name,
+            request_key=key,
         ) from exc
-    return ResolvedSource(origin=f"video of {parent.key}", url=url, sha256=parent.sha256,
-                          storage_uri=parent.video_uri, via="presign")
+    return ResolvedSource(
+        origin=f"video of {parent.key}",
+        url=url,
+        sha256=parent.sha256,
+        storage_uri=parent.video_uri,
+        via="presign",
+    )
 
 
 def _extension_mode(provider: Provider, request: VideoRequest) -> str | None:
     return provider.capabilities(request.model).extension
 
 
-def _extend_from(provider: Provider, request: VideoRequest, parent: Record | None) -> TaskRef | None:
+def _extend_from(
+    provider: Provider, request: VideoRequest, parent: Record | None
+) -> TaskRef | None:
     if parent is None or _extension_mode(provider, request) != "task_id":
         return None
     return parent.task_ref

@@ -1,4 +1,4 @@
-"""Shared set-up for pipeline tests: an instance, storage and registry in a temp dir, on the emulator."""
+"""Set-up for pipeline tests: instance, storage and registry in a temp dir, on the emulator."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def pipeline_env(
     storage_url: str | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> Iterator[PipelineEnv]:
-    """Env vars, a Dagster test instance and Definitions wired to the emulator at ``emulator_url``."""
+    """Env vars, a test instance and Definitions wired to the emulator at ``emulator_url``."""
     storage_url = storage_url or str(tmp_path / "storage")
     requests_path = tmp_path / "requests.yaml"
     env = {

@@ -29,12 +29,28 @@ REPO = Path(__file__).parent.parent
 BIN = Path(sys.executable).parent
 
 REQUESTS = [
-    {"id": "e2e-apimart", "prompt": "a paper boat", "provider": "apimart",
-     "model": "Omni-Flash-Ext", "duration": 4},
-    {"id": "e2e-jimmyai", "prompt": "the product turns", "provider": "jimmyai",
-     "images": [str(DEMO_DIR / "product.png")], "mode": "frame", "duration": 4},
-    {"id": "e2e-crun", "prompt": "a skyline", "provider": "crun", "aspect_ratio": "9:16",
-     "duration": 4},
+    {
+        "id": "e2e-apimart",
+        "prompt": "a paper boat",
+        "provider": "apimart",
+        "model": "Omni-Flash-Ext",
+        "duration": 4,
+    },
+    {
+        "id": "e2e-jimmyai",
+        "prompt": "the product turns",
+        "provider": "jimmyai",
+        "images": [str(DEMO_DIR / "product.png")],
+        "mode": "frame",
+        "duration": 4,
+    },
+    {
+        "id": "e2e-crun",
+        "prompt": "a skyline",
+        "provider": "crun",
+        "aspect_ratio": "9:16",
+        "duration": 4,
+    },
 ]
 
 
@@ -46,7 +62,8 @@ def _run_daemon(tmp_path: Path, env_extra: dict[str, str], timeout_s: float = 24
     requests.write_text(yaml.safe_dump({"requests": REQUESTS}))
     registry_url = f"sqlite:///{tmp_path / 'registry.db'}"
     env = {
-        **os.environ, **env_extra,
+        **os.environ,
+        **env_extra,
         "DAGSTER_HOME": str(home),
         "OMNI_REQUESTS": str(requests),
         "OMNI_REGISTRY_URL": registry_url,
@@ -56,7 +73,11 @@ def _run_daemon(tmp_path: Path, env_extra: dict[str, str], timeout_s: float = 24
     log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
     )
     registry = Registry(registry_url)
@@ -72,8 +93,10 @@ def _run_daemon(tmp_path: Path, env_extra: dict[str, str], timeout_s: float = 24
             time.sleep(1)
         else:
             states = {r.key: r.state.value for r in registry.records()}
-            pytest.fail(f"not materialized in {timeout_s}s: {states}\n"
-                        + (tmp_path / "daemon.log").read_text()[-3000:])
+            pytest.fail(
+                f"not materialized in {timeout_s}s: {states}\n"
+                + (tmp_path / "daemon.log").read_text()[-3000:]
+            )
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -98,8 +121,9 @@ def _run_daemon(tmp_path: Path, env_extra: dict[str, str], timeout_s: float = 24
 @pytest.mark.slow
 def test_daemon_local_storage(tmp_path: Path, emulator: Any) -> None:
     storage = tmp_path / "storage"
-    registry = _run_daemon(tmp_path, {
-        "OMNI_EMULATOR_URL": emulator.url, "OMNI_STORAGE_URL": str(storage)})
+    registry = _run_daemon(
+        tmp_path, {"OMNI_EMULATOR_URL": emulator.url, "OMNI_STORAGE_URL": str(storage)}
+    )
     for record in registry.records():
         with av.open(str(storage / "videos" / f"{record.key}.mp4")) as container:
             assert container.duration and container.streams.video
@@ -110,11 +134,18 @@ def test_daemon_local_storage(tmp_path: Path, emulator: Any) -> None:
 @pytest.mark.slow
 def test_daemon_s3_storage(tmp_path: Path, emulator: Any, s3_server: Any) -> None:
     url = f"s3://{s3_server.bucket}/e2e-{tmp_path.name}"
-    registry = _run_daemon(tmp_path, {
-        "OMNI_EMULATOR_URL": emulator.url, "OMNI_STORAGE_URL": url,
-        # What a user sets for S3 credentials: the standard AWS variables, nothing of ours.
-        "AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
-        "AWS_ENDPOINT_URL_S3": s3_server.endpoint_url, "AWS_DEFAULT_REGION": "us-east-1"})
+    registry = _run_daemon(
+        tmp_path,
+        {
+            "OMNI_EMULATOR_URL": emulator.url,
+            "OMNI_STORAGE_URL": url,
+            # What a user sets for S3 credentials: the standard AWS variables, nothing of ours.
+            "AWS_ACCESS_KEY_ID": s3_server.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+            "AWS_ENDPOINT_URL_S3": s3_server.endpoint_url,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+    )
     fs = fsspec.filesystem("s3", **s3_server.storage_options)
     for record in registry.records():
         assert record.video_uri == f"{url}/videos/{record.key}.mp4"

@@ -9,6 +9,7 @@ import av
 import pytest
 from dagster import (
     AssetKey,
+    DagsterEventType,
     DagsterInstance,
     Definitions,
     SensorResult,
@@ -35,8 +36,9 @@ def env(tmp_path: Path, fresh_emulator: Any) -> Any:
 
 def _tick(e: PipelineEnv, name: str, cursor: str | None = None) -> Any:
     sensor = e.defs.resolve_sensor_def(name)
-    with build_sensor_context(instance=e.instance, resources=e.defs.resources,
-                              cursor=cursor, sensor_name=name) as context:
+    with build_sensor_context(
+        instance=e.instance, resources=e.defs.resources, cursor=cursor, sensor_name=name
+    ) as context:
         return sensor(context), context
 
 
@@ -140,6 +142,14 @@ def test_sensor_flow_materializes_every_provider_in_batched_runs(env: PipelineEn
             assert container.streams.video[0].frames > 0 or container.duration
         sidecar = env.storage.read_json(env.storage.sidecar_path(key))
         assert sidecar["task_id"] == meta["task_id"].value
+    # Each partition's checks were evaluated in the materialize runs.
+    evaluations = [
+        e.dagster_event.event_specific_data
+        for run in materialize_runs
+        for e in env.instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    ]
+    outcomes = {(ev.partition, ev.check_name): ev.passed for ev in evaluations}
+    assert outcomes == {(k, c): True for k in states for c in ("plays", "matches_request")}
     crun = _materializations(env.instance, "d-crun")[0].asset_materialization.metadata
     w, h = map(int, crun["resolution"].value.split("x"))
     assert h > w  # 9:16 came back portrait
@@ -189,9 +199,7 @@ def test_blocking_path_materializes_one_partition(env: PipelineEnv) -> None:
     _tick(env, "omni_requests_sensor")
     env.instance.add_dynamic_partitions("omni_video", ["blocking"])
     video = env.defs.resolve_assets_def(VIDEO_ASSET_KEY)
-    result = materialize(
-        [video], partition_key="blocking", instance=env.instance
-    )
+    result = materialize([video], partition_key="blocking", instance=env.instance)
     assert result.success
     (mat,) = result.asset_materializations_for_node("omni_video")
     assert mat.metadata["duration_s"].value == pytest.approx(6, abs=1.0)
@@ -244,9 +252,7 @@ def test_upstream_asset_requests_become_partitions(env: PipelineEnv) -> None:
         extra_assets=[product_catalog_prompts],
     )
     intake = defs.resolve_assets_def(AssetKey("product_catalog_prompts_video_requests"))
-    result = materialize(
-        [product_catalog_prompts, intake], instance=env.instance
-    )
+    result = materialize([product_catalog_prompts, intake], instance=env.instance)
     assert result.success
     keys = env.instance.get_dynamic_partitions("omni_video")
     assert set(keys) == {"catalog-teapot", "catalog-sneaker"}
