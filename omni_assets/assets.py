@@ -234,7 +234,7 @@ def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str
         client = runtime.providers[record.provider]
         policy = runtime.policies.get(record.provider)
         remaining = (policy.deadline_s if policy else 1800) - (
-            time.time() - (record.submitted_at or 0)
+            time.time() - (record.polling_since or record.submitted_at or 0)
         )
         context.log.info(f"waiting for task {record.task_id} at {record.provider}")
         try:

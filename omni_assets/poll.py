@@ -117,7 +117,9 @@ def _next_poll(policy: PollPolicy, now: float, hint: float | None = None) -> flo
 
 
 def _past_deadline(record: Record, policy: PollPolicy, now: float) -> bool:
-    return record.submitted_at is not None and now - record.submitted_at > policy.deadline_s
+    # A retried timed-out task resumes polling: its clock restarts at polling_since.
+    since = record.polling_since or record.submitted_at
+    return since is not None and now - since > policy.deadline_s
 
 
 def _on_status(
