@@ -239,6 +239,12 @@ def test_changed_request_never_reuses_old_video(env: PipelineEnv) -> None:
     assert second.task_id != first.task_id
     sidecar = env.storage.read_json(env.storage.sidecar_path("same-key"))
     assert sidecar["request"]["prompt"] == "second version"
+    # The first video is kept beside it, named by its content fingerprint.
+    archived = env.storage.read_json(
+        env.storage.sidecar_path("same-key").replace(".json", f"@{first.fingerprint[:12]}.json")
+    )
+    assert archived["request"]["prompt"] == "first version"
+    assert archived["task_id"] == first.task_id
 
 
 def test_upstream_asset_requests_become_partitions(env: PipelineEnv) -> None:
