@@ -18,7 +18,7 @@ from pydantic import Field
 
 from .assets import check_evaluations, materialization_event
 from .dagster_runtime import runtime_from_resources
-from .materialize import MaterializedVideo, materialize_record
+from .materialize import MaterializedVideo, commit_materialized, materialize_record
 from .providers.errors import OmniError
 from .registry import RecordState
 from .runtime import OmniRuntime
@@ -95,6 +95,7 @@ def build_jobs(provider_keys: Sequence[str]) -> tuple[JobDefinition, JobDefiniti
                 record = registry.get(key)
                 assert record is not None
                 context.log_event(materialization_event(runtime, record, video))
+                commit_materialized(registry, video)
                 for evaluation in check_evaluations(runtime, record, video):
                     # Accepted at run time (a partitioned check result for the video asset);
                     # the stub's union predates asset checks.
@@ -146,5 +147,5 @@ def _materialize(runtime: OmniRuntime, key: str) -> MaterializedVideo:
     record = runtime.registry.get(key)
     assert record is not None
     return materialize_record(
-        runtime.registry, runtime.providers[record.provider], runtime.storage, record
+        runtime.registry, runtime.providers[record.provider], runtime.storage, record, commit=False
     )

@@ -19,7 +19,7 @@ from .providers.errors import DownloadError, UrlExpiredError
 from .registry import Record, Registry
 from .storage import VideoStorage
 
-__all__ = ["MaterializedVideo", "materialize_record"]
+__all__ = ["MaterializedVideo", "commit_materialized", "materialize_record"]
 
 log = logging.getLogger("omni_assets.materialize")
 
@@ -39,17 +39,28 @@ class MaterializedVideo:
 
 
 def materialize_record(
-    registry: Registry, provider: Provider, storage: VideoStorage, record: Record
+    registry: Registry,
+    provider: Provider,
+    storage: VideoStorage,
+    record: Record,
+    *,
+    commit: bool = True,
 ) -> MaterializedVideo:
-    """Download and verify ``record``'s video; the caller has claimed the record."""
+    """Download and verify ``record``'s video; the caller has claimed the record.
+
+    With ``commit=False`` the registry is left ``materializing``: the caller records the
+    materialization in Dagster first, then calls :func:`commit_materialized`, so a crash in
+    between is retried (without downloading again) instead of leaving Dagster without the event.
+    """
     path = storage.video_path(record.key)
     sidecar_path = storage.sidecar_path(record.key)
     existing = _reusable(storage, record)
     if existing is not None:
         probe = probe_video(storage.fs, path)
-        registry.record_materialized(
-            record.key, existing["uri"], existing["sha256"], existing["size"]
-        )
+        if commit:
+            registry.record_materialized(
+                record.key, existing["uri"], existing["sha256"], existing["size"]
+            )
         return MaterializedVideo(
             record.key,
             existing["uri"],
@@ -78,10 +89,16 @@ def materialize_record(
     probe = probe_video(storage.fs, path)
     sidecar = build_sidecar(record, result.uri, result.sha256, result.size, probe, download_s)
     storage.write_json_atomic(sidecar_path, sidecar)
-    registry.record_materialized(record.key, result.uri, result.sha256, result.size)
+    if commit:
+        registry.record_materialized(record.key, result.uri, result.sha256, result.size)
     return MaterializedVideo(
         record.key, result.uri, result.sha256, result.size, probe, sidecar, download_s, reused=False
     )
+
+
+def commit_materialized(registry: Registry, video: MaterializedVideo) -> None:
+    """Mark ``video``'s record materialized (after its Dagster event was written)."""
+    registry.record_materialized(video.key, video.uri, video.sha256, video.size)
 
 
 def _reusable(storage: VideoStorage, record: Record) -> dict[str, Any] | None:

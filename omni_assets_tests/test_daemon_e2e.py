@@ -81,12 +81,17 @@ def _run_daemon(tmp_path: Path, env_extra: dict[str, str], timeout_s: float = 24
         preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
     )
     registry = Registry(registry_url)
+    instance = DagsterInstance.from_config(str(home))
+    wanted = {r["id"] for r in REQUESTS}
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             records = registry.records()
-            if len(records) == len(REQUESTS) and all(
-                r.state == RecordState.MATERIALIZED for r in records
+            events = instance.fetch_materializations(VIDEO_ASSET_KEY, limit=50).records
+            if (
+                len(records) == len(REQUESTS)
+                and all(r.state == RecordState.MATERIALIZED for r in records)
+                and {e.partition_key for e in events} == wanted
             ):
                 break
             assert proc.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
@@ -105,16 +110,11 @@ def _run_daemon(tmp_path: Path, env_extra: dict[str, str], timeout_s: float = 24
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
-    os.environ["DAGSTER_HOME"] = str(home)
-    try:
-        instance = DagsterInstance.get()
-        events = instance.fetch_materializations(VIDEO_ASSET_KEY, limit=50).records
-        assert {e.partition_key for e in events} == {r["id"] for r in REQUESTS}
-        runs = instance.get_runs()
-        assert any(r.job_name == "omni_materialize" for r in runs)
-        assert any(r.job_name == "omni_submit" for r in runs)
-    finally:
-        os.environ.pop("DAGSTER_HOME", None)
+    # The registry is marked only after Dagster recorded the event: both agree.
+    runs = instance.get_runs()
+    assert any(r.job_name == "omni_materialize" for r in runs)
+    assert any(r.job_name == "omni_submit" for r in runs)
+    instance.dispose()
     return registry
 
 
