@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._crashpoints import crashpoint
 from .providers.base import Provider, TaskRef
 from .providers.errors import (
     AuthenticationError,
@@ -199,6 +200,7 @@ def _submit_one(
         return False  # another process got there first
     registry.record_sources(key, [s.to_dict() for s in images], video.to_dict() if video else None)
     limiter.acquire()
+    crashpoint("before_post")
     try:
         ref = provider.submit(
             request,
@@ -214,6 +216,7 @@ def _submit_one(
         return True  # it may be running: it counts against the budget
     except ProviderError as exc:
         return _provider_refused(registry, record, provider, exc, report, after_intent=True)
+    crashpoint("after_post")
     registry.record_submitted(key, ref)
     report.submitted.append(key)
     log.info("submitted %s to %s as task %s", key, provider.name, ref.task_id)

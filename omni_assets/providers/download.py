@@ -29,6 +29,7 @@ import fsspec
 import httpx
 from fsspec.implementations.local import LocalFileSystem
 
+from .._crashpoints import crashpoint
 from .base import DownloadResult
 from .errors import (
     DownloadError,
@@ -74,6 +75,7 @@ def download_to(
     tmp = f"{path}.partial-{uuid.uuid4().hex}"
     try:
         digest, size = _fetch(client, url, fs, tmp, options, provider)
+        crashpoint("before_commit")
         if local:
             os.replace(tmp, path)
         else:
@@ -127,6 +129,7 @@ def _fetch(
                             buffer += piece
                             if len(buffer) >= options.chunk_size:
                                 written += _flush(fh, hasher, buffer)
+                                crashpoint("mid_download")
                     finally:
                         written += _flush(fh, hasher, buffer)
             except _BODY_ERRORS as exc:
