@@ -17,7 +17,14 @@ import av.video
 
 from .providers.errors import DownloadError
 
-__all__ = ["InvalidVideoError", "VideoProbe", "data_uri_png", "probe_video", "thumbnail_png"]
+__all__ = [
+    "InvalidVideoError",
+    "VideoProbe",
+    "data_uri_png",
+    "probe_video",
+    "thumbnail_frame",
+    "thumbnail_png",
+]
 
 
 class InvalidVideoError(DownloadError):
@@ -66,6 +73,12 @@ def probe_video(fs: Any, path: str) -> VideoProbe:
 
 def thumbnail_png(fs: Any, path: str, width: int = 160, *, at: float = 1 / 3) -> bytes:
     """A PNG of the frame at fraction ``at`` of the video, ``width`` pixels wide (aspect kept)."""
+    return _encode_png(thumbnail_frame(fs, path, width, at=at))
+
+
+def thumbnail_frame(fs: Any, path: str, width: int = 160, *, at: float = 1 / 3) -> av.VideoFrame:
+    """The frame at fraction ``at`` of the video (or an image's only frame), as ``rgb24``
+    ``width`` pixels wide (aspect kept), for any encoder."""
     if width < 2:
         raise ValueError(f"thumbnail width must be at least 2 pixels, not {width}")
     _nonempty_size(fs, path)
@@ -85,7 +98,7 @@ def thumbnail_png(fs: Any, path: str, width: int = 160, *, at: float = 1 / 3) ->
         if frame is None:
             raise InvalidVideoError(f"{path}: the video stream has no frame")
     height = max(2, round(width * frame.height / frame.width / 2) * 2)
-    return _encode_png(frame.reformat(width=width, height=height, format="rgb24"))
+    return frame.reformat(width=width, height=height, format="rgb24")
 
 
 def data_uri_png(data: bytes) -> str:

@@ -178,5 +178,6 @@ def test_public_api() -> None:
         "VideoProbe",
         "data_uri_png",
         "probe_video",
+        "thumbnail_frame",
         "thumbnail_png",
     }
