@@ -265,5 +265,9 @@ def test_crun_callback_is_delivered_to_loopback(fresh_emulator: EmulatorServer) 
     assert payload["task_id"] == created.json()["data"]["task_id"]
     assert payload["status"] == "success" and payload["result"]["media_urls"]
     assert payload["param"]["callback_url"] == callback
+    # The emulator audits the delivery after our receiver answered: give it a moment.
+    deadline = time.monotonic() + 5
+    while not fresh_emulator.audit()["callbacks"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     callbacks = fresh_emulator.audit()["callbacks"]
     assert len(received) == 1 and callbacks[0]["status"] == 200
