@@ -32,6 +32,7 @@ from dagster import (
     asset,
 )
 
+from .audit import with_audit_fields
 from .checks import CHECK_MATCHES_REQUEST, CHECK_PLAYS, CheckOutcome, evaluate_checks
 from .dagster_runtime import runtime_from_resources
 from .materialize import MaterializedVideo, materialize_record
@@ -41,6 +42,7 @@ from .providers.wait import wait
 from .registry import Record, RecordState
 from .request import VideoRequest
 from .runtime import OmniRuntime
+from .source_images import report_source_images
 from .submit import submit_pending
 
 __all__ = [
@@ -101,13 +103,10 @@ def video_metadata(
         meta["cost"] = MetadataValue.float(float(record.cost))
     if record.credits is not None:
         meta["credits"] = MetadataValue.float(float(record.credits))
-    if record.sources:
-        meta["source_images"] = MetadataValue.json(record.sources)
-    if record.parent_key:
-        meta["parent"] = MetadataValue.text(record.parent_key)
     if request.tags:
         meta["tags"] = MetadataValue.json(dict(request.tags))
-    return meta
+    # Thumbnail first; source images, parent, chain root/depth, refresh_of after.
+    return with_audit_fields(runtime, record, video, meta)
 
 
 def _outcomes(runtime: OmniRuntime, record: Record, video: MaterializedVideo) -> list[CheckOutcome]:
@@ -164,7 +163,7 @@ def build_video_asset(
     def omni_video(context: AssetExecutionContext) -> MaterializeResult:  # type: ignore[type-arg]
         runtime = runtime_from_resources(context.resources, provider_keys)
         record = _ready_record(context, runtime, context.partition_key)
-        if not runtime.registry.claim([record.key], context.run_id):
+        if not runtime.registry.claim([record.key], context.run.run_id):
             record = runtime.registry.get(record.key) or record
             if record.state != RecordState.MATERIALIZED:
                 raise Failure(f"{record.key} is being materialized by run {record.run_id}")
@@ -218,6 +217,7 @@ def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str
         report = submit_pending(
             registry, runtime.providers, runtime.storage, limits=runtime.limits, keys=[key]
         )
+        report_source_images(context, runtime, report.submitted)
         record = registry.get(key) or record
         if record.state != RecordState.IN_FLIGHT:
             reason = (
