@@ -49,6 +49,7 @@ __all__ = [
 # The tick limit is 60 s (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS); keep ~20 s of margin.
 TICK_BUDGET_S = 40.0
 MAX_VIDEOS_PER_RUN = 200
+PROGRESS_LINES = 50  # per tick in the sensor log; the rest is counted
 STALE_SUBMIT_S = 600.0  # a POST never takes this long: the submitter died
 STALE_CLAIM_S = 900.0
 _ACTIVE = [
@@ -165,8 +166,11 @@ def poll_tick(context: SensorEvaluationContext, runtime: OmniRuntime) -> SensorR
     report = poll_in_flight(
         registry, runtime.providers, policies=runtime.policies, budget_s=TICK_BUDGET_S
     )
-    for key, progress in sorted(report.progress.items()):
-        context.log.debug(f"{key}: {progress}%")
+    progress = sorted(report.progress.items())
+    for key, percent in progress[:PROGRESS_LINES]:
+        context.log.info(f"{key}: {percent}%")
+    if len(progress) > PROGRESS_LINES:
+        context.log.info(f"... and {len(progress) - PROGRESS_LINES} more tasks reporting progress")
     for key, raw in report.unrecognized.items():
         context.log.warning(f"{key}: unrecognized status {raw!r}, still polling")
     for key in report.failed:
@@ -182,10 +186,14 @@ def poll_tick(context: SensorEvaluationContext, runtime: OmniRuntime) -> SensorR
             )
         )
     runs: list[RunRequest] = []
-    ready = [r.key for r in registry.ready(limit=MAX_VIDEOS_PER_RUN)]
-    if ready:
+    ready: dict[str, list[str]] = {}
+    for record in registry.ready(limit=MAX_VIDEOS_PER_RUN):
+        ready.setdefault(record.provider, []).append(record.key)
+    # One run per provider per tick: its omni/provider tag lets the run queue cap concurrent
+    # downloads per provider (tag_concurrency_limits in deploy/dagster.yaml).
+    for provider, keys in sorted(ready.items()):
         token = f"materialize-{uuid.uuid4().hex[:12]}"
-        claimed = registry.claim(ready, token)
+        claimed = registry.claim(keys, token)
         if claimed:
             runs.append(
                 RunRequest(
@@ -198,7 +206,7 @@ def poll_tick(context: SensorEvaluationContext, runtime: OmniRuntime) -> SensorR
                             }
                         }
                     },
-                    tags={"omni/videos": str(len(claimed))},
+                    tags={"omni/provider": provider, "omni/videos": str(len(claimed))},
                 )
             )
     counts = registry.counts()
