@@ -9,6 +9,7 @@ silently resubmitted. Errors that prove no task was created put the request back
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -84,8 +85,13 @@ class SubmitReport:
 
 
 def idempotency_key(record: Record) -> str:
-    """Stable per (content, attempt): replaying one attempt can never create a second task."""
-    return f"omni-{record.fingerprint[:40]}-{record.attempt}"
+    """Stable per (key, content, attempt): replaying one attempt can never create a second task.
+
+    The partition key is part of it: two requests with the same content under different ids
+    are two videos the user asked for, not one task replayed for both.
+    """
+    digest = hashlib.sha256(f"{record.key}\n{record.fingerprint}".encode()).hexdigest()
+    return f"omni-{digest[:40]}-{record.attempt}"
 
 
 def submit_pending(
