@@ -264,6 +264,7 @@ def test_astatus_concurrently_across_event_loops(fresh_emulator: EmulatorServer)
 
     c = client(fresh_emulator, "apimart")
     refs = [c.submit(VideoRequest(prompt=f"poll {i}")) for i in range(10)]
+    gc.collect()  # earlier tests' garbage must not be blamed on this one
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(3):  # a fresh event loop each time, as asyncio.run in a sensor tick
@@ -278,6 +279,6 @@ def test_astatus_concurrently_across_event_loops(fresh_emulator: EmulatorServer)
                 r.task_id for r in refs
             }
         gc.collect()
-    assert not [w for w in caught if "nclosed" in str(w.message)]
+    assert not [str(w.message) for w in caught if "nclosed" in str(w.message)]
     requests = fresh_emulator.audit()["requests"]
     assert sum(r["path"].endswith(tuple(r_.task_id for r_ in refs)) for r in requests) == 150

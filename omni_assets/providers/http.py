@@ -101,6 +101,12 @@ class Secret:
     def __reduce__(self) -> Any:
         raise TypeError("API keys are not picklable")
 
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
+
 
 def redact(text: str, secret: Secret | None) -> str:
     """``text`` with any occurrence of the key replaced (providers may echo a bad key)."""
