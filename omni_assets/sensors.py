@@ -37,6 +37,7 @@ from .registry import RecordState
 from .request import VideoRequest
 from .runtime import OmniRuntime
 from .settings import Settings
+from .submit import recover_stale_submits
 
 __all__ = [
     "MAX_VIDEOS_PER_RUN",
@@ -58,8 +59,6 @@ _ACTIVE = [
     DagsterRunStatus.STARTING,
     DagsterRunStatus.STARTED,
 ]
-# Providers whose idempotency key makes replaying an interrupted submission safe.
-REPLAY_SAFE = frozenset({"apimart"})
 
 
 def register_requests(
@@ -229,25 +228,8 @@ def poll_tick(context: SensorEvaluationContext, runtime: OmniRuntime) -> SensorR
 def _recover_stale(context: Any, runtime: OmniRuntime) -> None:
     """Surface crashed submissions, and free claims whose run is gone."""
     registry = runtime.registry
-    for record in registry.stuck_submitting(STALE_SUBMIT_S):
-        if record.provider in REPLAY_SAFE:
-            # Same attempt, same Idempotency-Key: the provider returns the task it already made.
-            registry.record_submit_error(
-                record.key,
-                {"message": "submitter crashed; replaying with the same idempotency key"},
-                "not_created",
-            )
-        else:
-            registry.record_submit_error(
-                record.key,
-                {
-                    "error": "SubmitOutcomeUnknown",
-                    "message": "the submitting process stopped between the paid POST and recording "
-                    "its task id; it was not resubmitted. Check the provider's console, "
-                    f"then `omni-assets retry {record.key}` if no task exists.",
-                },
-                "unknown",
-            )
+    for key, outcome in recover_stale_submits(registry, STALE_SUBMIT_S).items():
+        context.log.warning(f"{key}: its submitter died mid-submission; {outcome}")
     for record in registry.records(states=[RecordState.MATERIALIZING]):
         token = record.run_id
         if not token:

@@ -27,14 +27,25 @@ from .providers.errors import (
     RateLimitedError,
     SubmitOutcomeUnknownError,
 )
-from .registry import Record, RecordState, Registry
+from .registry import Record, RecordState, Registry, StateConflictError
 from .request import VideoRequest
 from .sources import ResolvedSource, resolve_source
 from .storage import VideoStorage
 
-__all__ = ["RateLimiter", "SubmitLimits", "SubmitReport", "idempotency_key", "submit_pending"]
+__all__ = [
+    "REPLAY_SAFE",
+    "RateLimiter",
+    "SubmitLimits",
+    "SubmitReport",
+    "idempotency_key",
+    "recover_stale_submits",
+    "submit_pending",
+]
 
 log = logging.getLogger("omni_assets.submit")
+
+# Providers whose idempotency key makes replaying an interrupted submission safe.
+REPLAY_SAFE = frozenset({"apimart"})
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,38 @@ def idempotency_key(record: Record) -> str:
     """
     digest = hashlib.sha256(f"{record.key}\n{record.fingerprint}".encode()).hexdigest()
     return f"omni-{digest[:40]}-{record.attempt}"
+
+
+def recover_stale_submits(registry: Registry, older_than_s: float) -> dict[str, str]:
+    """Settle records left ``submitting`` longer than ``older_than_s`` (the submitter died).
+
+    The POST may or may not have created a task. Where the provider honours the idempotency key
+    (:data:`REPLAY_SAFE`) the record goes back to pending with the same attempt, so the next
+    submit replays the identical POST under the same key and gets the task it already made (or
+    makes it, once). Elsewhere it becomes ``unknown`` and is never resubmitted without the user.
+    Returns ``{key: "replay" | "unknown"}``.
+    """
+    out: dict[str, str] = {}
+    for record in registry.stuck_submitting(older_than_s):
+        replay = record.provider in REPLAY_SAFE
+        error = {
+            "error": "SubmitInterrupted" if replay else "SubmitOutcomeUnknown",
+            "message": "the submitting process stopped after recording its intent and before "
+            "recording a task id (the paid POST may have gone out); "
+            + (
+                "replaying it with the same idempotency key"
+                if replay
+                else "it was not resubmitted. Check the provider's console, then "
+                f"`omni-assets retry {record.key}` if no task exists."
+            ),
+        }
+        try:
+            registry.record_submit_error(record.key, error, "not_created" if replay else "unknown")
+        except StateConflictError:
+            continue  # the submitter was only slow: it recorded its task meanwhile
+        out[record.key] = "replay" if replay else "unknown"
+        log.warning("%s: interrupted submission -> %s", record.key, out[record.key])
+    return out
 
 
 def submit_pending(
@@ -216,6 +259,13 @@ def _submit_one(
             idempotency_key=idem,
         )
     except SubmitOutcomeUnknownError as exc:
+        if exc.idempotency_key:
+            # Replaying under the same key returns the task if the POST made one: try again
+            # later with the same attempt (``retry`` would change the key and could pay twice).
+            registry.record_submit_error(key, exc.to_dict() | {"replay": True}, "not_created")
+            report.deferred.append(key)
+            log.warning("submit outcome unknown for %s; will replay: %s", key, exc)
+            return True
         registry.record_submit_error(key, exc.to_dict(), "unknown")
         report.unknown[key] = str(exc)
         log.warning("submit outcome unknown for %s: %s", key, exc)

@@ -1,0 +1,1 @@
+"""The reliability suite: crashes, faults, bad input and secrets (docs/reliability.md)."""
