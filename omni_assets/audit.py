@@ -1,0 +1,76 @@
+"""What a video partition shows someone auditing it in the Dagster UI, beyond the basics.
+
+A thumbnail first (a small ``data:`` image the UI renders in place; the UI strips ``<video>``),
+then, after the basics of :func:`omni_assets.assets.video_metadata`, the lineage fields: the
+source images with links to their ``source_images`` partitions, the parent, chain root and depth
+of an extension, and the request a scheduled refresh regenerates. Links point at the UI's own
+pages, so an auditor can walk the chain without leaving it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import av
+from dagster import MetadataValue
+
+from .lineage import chain_fields
+from .lineage_render import image_link, video_link
+from .materialize import MaterializedVideo
+from .probe import InvalidVideoError
+from .registry import Record
+from .runtime import OmniRuntime
+from .thumbnails import inline_thumbnail_md, preview_md
+
+__all__ = ["with_audit_fields"]
+
+log = logging.getLogger("omni_assets.audit")
+
+
+def with_audit_fields(
+    runtime: OmniRuntime, record: Record, video: MaterializedVideo, basics: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``basics`` with the thumbnail in front and the lineage fields after."""
+    head: dict[str, Any] = {}
+    path = runtime.storage.video_path(record.key)
+    try:
+        head["thumbnail"] = MetadataValue.md(inline_thumbnail_md(runtime.storage.fs, path))
+        head["preview"] = MetadataValue.md(preview_md(runtime.storage.fs, path))
+    except (InvalidVideoError, OSError, av.FFmpegError) as exc:
+        # The checks report an unplayable video; a missing thumbnail must not hide it.
+        log.warning("no thumbnail for %s: %s", record.key, exc)
+    tail: dict[str, Any] = {}
+    chain = chain_fields(runtime.registry.get, record)
+    images = (record.sources or {}).get("images") or []
+    if images:
+        tail["source_images"] = MetadataValue.md(
+            "\n".join(
+                f"- {image_link(s.get('sha256') or s['url'], _name(s))}"
+                + (f" · sha256 `{s['sha256'][:16]}`" if s.get("sha256") else "")
+                + f" · sent by {s.get('via', 'url')}"
+                for s in images
+            )
+        )
+        tail["source_image_sha256"] = MetadataValue.json(
+            [s.get("sha256") or s.get("url") for s in images]
+        )
+    if record.sources:
+        tail["sources"] = MetadataValue.json(record.sources)
+    tail["chain_root"] = MetadataValue.md(video_link(chain["chain_root"]))
+    tail["chain_depth"] = MetadataValue.int(chain["chain_depth"])
+    if chain["parent"]:
+        tail["parent"] = MetadataValue.md(video_link(chain["parent"]))
+        tail["extended_via"] = MetadataValue.text(
+            f"{chain['extended_via']}"
+            + (f" (parent task {chain['parent_task_id']})" if chain.get("parent_task_id") else "")
+        )
+    if chain["refresh_of"]:
+        tail["refresh_of"] = MetadataValue.md(video_link(chain["refresh_of"]))
+    rest = {k: v for k, v in basics.items() if k not in tail}
+    return {**head, **rest, **tail}
+
+
+def _name(source: Mapping[str, Any]) -> str:
+    return str(source.get("origin") or source.get("url") or "").rsplit("/", 1)[-1]
