@@ -18,8 +18,8 @@ demo: setup
 	$(BIN)/omni-assets demo
 
 lint: setup
-	$(BIN)/ruff check omni_assets omni_assets_tests benchmarks
-	$(BIN)/ruff format --check omni_assets omni_assets_tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: setup
 	$(BIN)/mypy

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ._crashpoints import crashpoint
 from .probe import VideoProbe, probe_video
 from .providers.base import Provider
 from .providers.errors import DownloadError, UrlExpiredError
@@ -88,7 +89,9 @@ def materialize_record(
     download_s = time.monotonic() - started
     probe = probe_video(storage.fs, path)
     sidecar = build_sidecar(record, result.uri, result.sha256, result.size, probe, download_s)
+    crashpoint("before_sidecar")
     storage.write_json_atomic(sidecar_path, sidecar)
+    crashpoint("before_record")
     if commit:
         registry.record_materialized(record.key, result.uri, result.sha256, result.size)
     return MaterializedVideo(
