@@ -271,7 +271,7 @@ def test_astatus_concurrently_across_event_loops(fresh_emulator: EmulatorServer)
 
             async def tick() -> list[Any]:
                 inner = await c._async.get()
-                assert isinstance(inner._transport, AiohttpTransport)
+                assert isinstance(inner, AiohttpTransport)
                 return await asyncio.gather(*(c.astatus(r) for r in refs * 5))
 
             statuses = asyncio.run(tick())

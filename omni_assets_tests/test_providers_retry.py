@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,42 @@ def test_stamina_testing_mode_is_respected() -> None:
     with stamina.set_testing(True, attempts=2), pytest.raises(ProviderUnavailableError):
         client.status(TaskRef("toapis", "T1", "gemini_omni_flash", 0.0))
     assert len(recorder.calls) == 2
+
+
+def _status_both_ways(script: tuple[Any, ...], asynchronous: bool) -> tuple[Any, int]:
+    """The outcome (a state, or the exception raised) of one status call, and requests made."""
+    client, recorder = client_for("toapis", *script)
+    ref = TaskRef("toapis", "T1", "gemini_omni_flash", 0.0)
+    try:
+        if asynchronous:
+            outcome: Any = asyncio.run(client.astatus(ref)).state
+        else:
+            outcome = client.status(ref).state
+    except Exception as exc:
+        outcome = type(exc)
+    return outcome, len(recorder.calls)
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        (js(429, {"error": {"message": "slow"}}, **{"retry-after": "0.05"}), js(200, RUNNING)),
+        (httpx.ConnectError("refused"), js(502, None), js(200, RUNNING)),
+        (js(500, None),),
+        (js(401, {"error": {"message": "no"}}),),
+        (js(429, {"error": {"message": "slow"}}, **{"retry-after": "3600"}),),
+    ],
+    ids=["retry-after", "transient", "gives-up", "client-error", "long-retry-after"],
+)
+def test_async_status_retries_exactly_like_status(
+    script: tuple[Any, ...], waits: list[RetryDetails]
+) -> None:
+    """astatus skips the retry machinery until a first failure; what it retries is unchanged."""
+    sync = _status_both_ways(script, asynchronous=False)
+    sync_waits = [round(w.wait_for, 3) for w in waits if w.retry_num]
+    waits.clear()
+    assert _status_both_ways(script, asynchronous=True) == sync
+    assert [round(w.wait_for, 3) for w in waits if w.retry_num] == sync_waits
 
 
 # -- paid submits ---------------------------------------------------------------------------------

@@ -2,17 +2,19 @@
 
 Sans-IO: a dialect only builds ``httpx.Request`` objects and parses ``httpx.Response`` objects
 into typed records. :class:`ProviderClient` does the sending — a pooled sync ``httpx.Client`` for
-submit/status/upload/download and, for concurrent polling (``astatus``), an ``httpx.AsyncClient``
-over ``httpx_aiohttp.AiohttpTransport`` (several times faster than httpx's own async pool under
+submit/status/upload/download and, for concurrent polling (``astatus``), the async transport
+``httpx_aiohttp.AiohttpTransport`` (several times faster than httpx's own async pool under
 concurrency, design.md) — so there is no sync/async twin of any provider logic.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import mimetypes
 import os
+import ssl
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -33,7 +35,7 @@ from .errors import (
     SubmitOutcomeUnknownError,
 )
 from .http import (
-    AsyncClients,
+    AsyncTransports,
     ClientOptions,
     ErrorInfo,
     Op,
@@ -52,6 +54,16 @@ from .validation import check_local, validate
 __all__ = ["Dialect", "Endpoint", "ProviderClient", "Sources", "Submitted"]
 
 logger = logging.getLogger("omni_assets.providers")
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The default TLS context, built once per process.
+
+    Loading the CA bundle costs ~60-90 ms, and a sensor builds its clients (and a new event loop,
+    hence a new async transport) every tick.
+    """
+    return httpx.create_ssl_context()
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,7 @@ class ProviderClient:
         headers = {"User-Agent": self.options.user_agent}
         self._http = httpx.Client(
             transport=transport,
+            verify=_tls_context(),
             headers=headers,
             timeout=self.options.timeout(),
             limits=self.options.limits(),
@@ -136,14 +149,12 @@ class ProviderClient:
         if async_transport is None and isinstance(transport, httpx.AsyncBaseTransport):
             async_transport = transport
 
-        def make_async() -> httpx.AsyncClient:
-            return httpx.AsyncClient(
-                transport=async_transport or AiohttpTransport(limits=self.options.limits()),
-                headers=headers,
-                timeout=self.options.timeout(),
+        def make_async() -> httpx.AsyncBaseTransport:
+            return async_transport or AiohttpTransport(
+                verify=_tls_context(), limits=self.options.limits()
             )
 
-        self._async = AsyncClients(make_async)
+        self._async = AsyncTransports(make_async)
 
     @classmethod
     def from_env(cls, *, model: str | None = None, **kwargs: Any) -> ProviderClient:
@@ -268,24 +279,52 @@ class ProviderClient:
         return self._status_of(response, ref, caps)
 
     async def astatus(self, ref: TaskRef) -> TaskStatus:
-        """:meth:`status` for many tasks at once from one event loop (same parsing)."""
+        """:meth:`status` for many tasks at once from one event loop (same parsing, same retries).
+
+        The GET goes straight to the aiohttp transport (a status call needs no cookie jar,
+        redirects or auth flow), and the retry machinery is entered only once an attempt has
+        failed: a poll then costs little more than a bare aiohttp GET (docs/benchmarks.md).
+        """
         caps = self._caps_for(ref)
-        client = await self._async.get()
-        policy = self.options.status_retry
-        async for attempt in policy.context():
-            with attempt:
-                request = self._prepare(
-                    self.dialect.status_request(self._endpoint, ref.task_id), None
-                )
-                try:
-                    response = await client.send(request)
-                    await response.aread()
-                except httpx.TransportError as exc:
-                    raise transport_error(
-                        exc, provider=self.name, op="status", task_id=ref.task_id
-                    ) from exc
-                self._raise_for_error(response, "status", ref.task_id)
+        transport = await self._async.get()
+        try:
+            response = await self._asend_status(transport, ref)
+        except ProviderError as first:
+            response = await self._aretry_status(transport, ref, first)
         return self._status_of(response, ref, caps)
+
+    async def _asend_status(
+        self, transport: httpx.AsyncBaseTransport, ref: TaskRef
+    ) -> httpx.Response:
+        request = self._prepare(self.dialect.status_request(self._endpoint, ref.task_id), None)
+        try:
+            response = await transport.handle_async_request(request)
+            response.request = request
+            try:
+                await response.aread()
+            except BaseException:
+                await response.aclose()
+                raise
+        except httpx.TransportError as exc:
+            raise transport_error(
+                exc, provider=self.name, op="status", task_id=ref.task_id
+            ) from exc
+        self._raise_for_error(response, "status", ref.task_id)
+        return response
+
+    async def _aretry_status(
+        self, transport: httpx.AsyncBaseTransport, ref: TaskRef, first: ProviderError
+    ) -> httpx.Response:
+        """The status retry policy after a failed first attempt (stamina decides and waits)."""
+        failed: ProviderError | None = first
+        async for attempt in self.options.status_retry.context():
+            with attempt:
+                if failed is not None:
+                    # Attempt 1 is the one already made: re-raised so stamina judges it.
+                    error, failed = failed, None
+                    raise error
+                response = await self._asend_status(transport, ref)
+        return response
 
     def download(self, url: str, fs_url: str, **storage_options: Any) -> DownloadResult:
         """Stream ``url`` into ``fs_url`` atomically (see ``download.py``)."""
@@ -346,11 +385,11 @@ class ProviderClient:
         return False
 
     def close(self) -> None:
-        """Close the pooled sync connections (async clients close with their event loop)."""
+        """Close the pooled sync connections (async transports close with their event loop)."""
         self._http.close()
 
     async def aclose(self) -> None:
-        """Close the current event loop's async client now."""
+        """Close the current event loop's async transport now."""
         await self._async.aclose()
 
     def __enter__(self) -> ProviderClient:

@@ -45,7 +45,7 @@ from .errors import (
 
 __all__ = [
     "NOT_CREATED_STATUSES",
-    "AsyncClients",
+    "AsyncTransports",
     "ClientOptions",
     "ErrorInfo",
     "Op",
@@ -325,33 +325,33 @@ def maybe_created(exc: ProviderError) -> bool:
     return exc.status_code not in NOT_CREATED_STATUSES
 
 
-class AsyncClients:
-    """One pooled ``httpx.AsyncClient`` per running event loop.
+class AsyncTransports:
+    """One pooled async transport (``httpx_aiohttp.AiohttpTransport``) per running event loop.
 
     aiohttp sessions belong to the loop that made them, and callers such as sensors may run a
-    fresh ``asyncio.run`` every tick. Each client is closed when its loop shuts down its async
+    fresh ``asyncio.run`` every tick. Each transport is closed when its loop shuts down its async
     generators (``asyncio.run`` does), through a small guard generator registered on that loop.
     """
 
-    def __init__(self, factory: Callable[[], httpx.AsyncClient]) -> None:
+    def __init__(self, factory: Callable[[], httpx.AsyncBaseTransport]) -> None:
         self._factory = factory
         self._by_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncIterator[None]]
+            asyncio.AbstractEventLoop, tuple[httpx.AsyncBaseTransport, AsyncIterator[None]]
         ] = weakref.WeakKeyDictionary()
 
-    async def get(self) -> httpx.AsyncClient:
+    async def get(self) -> httpx.AsyncBaseTransport:
         loop = asyncio.get_running_loop()
         entry = self._by_loop.get(loop)
-        if entry is not None and not entry[0].is_closed:
+        if entry is not None:
             return entry[0]
-        client = self._factory()
-        guard = _close_on_shutdown(client)
+        transport = self._factory()
+        guard = _close_on_shutdown(transport)
         await guard.__anext__()
-        self._by_loop[loop] = (client, guard)
-        return client
+        self._by_loop[loop] = (transport, guard)
+        return transport
 
     async def aclose(self) -> None:
-        """Close the current loop's client now."""
+        """Close the current loop's transport now."""
         entry = self._by_loop.pop(asyncio.get_running_loop(), None)
         if entry is not None:
             await entry[0].aclose()
@@ -359,8 +359,8 @@ class AsyncClients:
                 await entry[1].aclose()  # type: ignore[attr-defined]
 
 
-async def _close_on_shutdown(client: httpx.AsyncClient) -> AsyncIterator[None]:
+async def _close_on_shutdown(transport: httpx.AsyncBaseTransport) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await client.aclose()
+        await transport.aclose()
