@@ -135,6 +135,8 @@ def parse_requests(text: str, *, fmt: str, base_dir: Path | None = None) -> Inta
                 lines.append(lineno)
             except json.JSONDecodeError as exc:
                 bad.issues.append(RequestIssue(f"line {lineno}", None, f"invalid JSON: {exc.msg}"))
+            except (ValueError, RecursionError) as exc:  # 5000-digit numbers, deep nesting
+                bad.issues.append(RequestIssue(f"line {lineno}", None, f"invalid JSON: {exc}"))
         parsed = _from_objects(
             items,
             {},
@@ -154,6 +156,9 @@ def parse_requests(text: str, *, fmt: str, base_dir: Path | None = None) -> Inta
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "requests file"
         return Intake(issues=[RequestIssue(where, None, f"invalid YAML: {exc}")])
+    except (ValueError, RecursionError) as exc:
+        # PyYAML builds dates as it reads (2021-02-30 raises ValueError) and recurses on nesting.
+        return Intake(issues=[RequestIssue("requests file", None, f"invalid YAML: {exc}")])
     defaults: Any = {}
     if isinstance(doc, Mapping):
         unknown = set(doc) - {"defaults", "requests"}
