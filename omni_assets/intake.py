@@ -236,7 +236,8 @@ def check_requests(
         try:
             validate(req, provider)
         except InvalidRequestError as exc:
-            out.issues.append(RequestIssue(f"request {key!r}", exc.field, exc.message))
+            message = exc.message.removeprefix(f"request {key!r}: ")  # the issue says which
+            out.issues.append(RequestIssue(f"request {key!r}", exc.field, message))
             continue
         if req.extends is not None and not can_extend(req, provider):
             out.issues.append(
