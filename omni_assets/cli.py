@@ -1,12 +1,14 @@
 """``omni-assets``: demo, emulator, run, status, retry.
 
 ``demo``      start the emulator, run the demo requests through the real sensors and jobs in a
-              temporary Dagster instance, print a table, exit 0 when every video is materialized.
+              fresh Dagster instance kept beside the storage (``.omni/demo-home``: browse it with
+              ``dagster dev``), print a table, exit 0 when every video is materialized.
 ``run FILE``  the same against the configured provider and storage (``OMNI_PROVIDER``,
               ``OMNI_STORAGE_URL``...), in ``$DAGSTER_HOME`` (default ``./.omni/dagster_home``);
               run it again to resume: nothing is resubmitted and nothing downloaded twice.
 ``status``    the registry's view of every request.
 ``retry KEY`` ask for a failed / unknown request to be generated again (the only way it is).
+``lineage KEY`` a video's ancestry and inputs; ``--reverse IMAGE``: every video that used it.
 ``emulator``  run the built-in emulator in the foreground.
 """
 
@@ -15,8 +17,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -68,6 +70,7 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
     from .definitions import build_definitions
     from .driver import LocalDriver
     from .intake import load_requests_file
+    from .lineage_cli import materialize_lineage
     from .resources import OmniRegistryResource, OmniStorageResource
     from .sensors import register_requests
     from .settings import Settings
@@ -114,6 +117,7 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
     )
     for issue in checked.issues:
         print(f"rejected: {issue}")
+    print(materialize_lineage(defs, instance))
     done = sum(r.state.value == "materialized" for r in records)
     print(
         f"\n{done}/{len(records)} materialized, {len(checked.issues)} "
@@ -129,9 +133,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .emulator import EmulatorConfig, EmulatorServer
 
     with ExitStack() as stack:
-        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="omni-demo-")))
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         storage = Path(args.storage).absolute()
+        # Kept after the demo (and wiped at the next): `dagster dev` shows what it did.
+        home = storage.with_name(storage.name + "-home")
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
         server = stack.enter_context(
             EmulatorServer(EmulatorConfig(generation_seconds=args.generation_seconds, seed=1))
         )
@@ -147,7 +154,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"emulator: {server.url}   storage: {storage}   dagster home: {home}")
         code = _drive(Path(args.requests), args.timeout)
         if code == 0:
+            env = f"DAGSTER_HOME={home} OMNI_STORAGE_URL={storage}"
             print(f"\nvideos are in {storage / 'videos'}")
+            print(f"browse them:   {env} dagster dev   (in the repository root)")
+            print(f"their lineage: {env} omni-assets lineage KEY")
         return code
 
 
@@ -199,6 +209,8 @@ def cmd_emulator(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .lineage_cli import add_lineage_parser, cmd_lineage
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["emulator"]:
         return cmd_emulator(argv[1:])
@@ -220,8 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     retry = sub.add_parser("retry", help="generate failed/unknown requests again (pays again)")
     retry.add_argument("keys", nargs="+")
     sub.add_parser("emulator", help="run the built-in emulator (see --help after it)")
+    add_lineage_parser(sub)
     args = parser.parse_args(argv)
-    handlers = {"demo": cmd_demo, "run": cmd_run, "status": cmd_status, "retry": cmd_retry}
+    handlers = {
+        "demo": cmd_demo,
+        "run": cmd_run,
+        "status": cmd_status,
+        "retry": cmd_retry,
+        "lineage": cmd_lineage,
+    }
     return handlers[args.command](args)
 
 

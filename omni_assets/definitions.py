@@ -15,6 +15,8 @@ from dagster import AssetsDefinition, Definitions, EnvVar, asset
 
 from .assets import build_video_asset
 from .jobs import build_jobs
+from .lineage_assets import build_lineage_asset, lineage_sensor
+from .refresh import RefreshConfig
 from .requests_asset import build_requests_asset
 from .resources import (
     PROVIDER_RESOURCES,
@@ -22,8 +24,10 @@ from .resources import (
     OmniStorageResource,
     ProviderResource,
 )
+from .schedules import build_refresh_schedule
 from .sensors import build_poll_sensor, build_requests_sensor
 from .settings import EMULATOR_API_KEY, Settings
+from .source_images import source_images_dep, source_images_spec
 
 __all__ = ["build_definitions", "defs", "provider_resources"]
 
@@ -66,26 +70,30 @@ def build_definitions(
     upstream_requests: Sequence[str] = (),
     extra_assets: Sequence[AssetsDefinition] = (),
     poll_interval_s: int | None = None,
+    refresh: RefreshConfig | None = None,
 ) -> Definitions:
     """Everything omni_assets adds to a code location.
 
     ``upstream_requests`` names assets of yours whose output is a list/table of requests; each
     gets a ``<name>_video_requests`` asset that registers them (see requests_asset.py).
+    ``refresh`` (default: from ``OMNI_REFRESH_*``, see refresh.py) adds ``omni_refresh_schedule``.
     """
     settings = settings or Settings.from_env()
     providers = providers if providers is not None else provider_resources(settings)
     keys = sorted(providers)
     submit_job, materialize_job = build_jobs(keys)
     intake_assets = [build_requests_asset(u, keys) for u in upstream_requests]
-    video = build_video_asset(keys, deps=[a.key for a in intake_assets])
+    video = build_video_asset(keys, deps=[source_images_dep, *(a.key for a in intake_assets)])
+    refresh = refresh or RefreshConfig.from_env()
     resources: dict[str, Any] = {
         **providers,
         "omni_storage": storage or OmniStorageResource(url=settings.storage_url),
         "omni_registry": registry or OmniRegistryResource(),
     }
     return Definitions(
-        assets=[video, *intake_assets, *extra_assets],
+        assets=[video, source_images_spec, build_lineage_asset(), *intake_assets, *extra_assets],
         jobs=[submit_job, materialize_job],
+        schedules=[build_refresh_schedule(refresh, keys, submit_job)] if refresh else [],
         sensors=[
             build_requests_sensor(keys, submit_job, requests_path),
             build_poll_sensor(
@@ -94,6 +102,7 @@ def build_definitions(
                 materialize_job,
                 minimum_interval_seconds=poll_interval_s or settings.poll_sensor_interval_s,
             ),
+            lineage_sensor(),
         ],
         resources=resources,
     )

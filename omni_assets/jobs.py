@@ -18,10 +18,12 @@ from pydantic import Field
 
 from .assets import check_evaluations, materialization_event
 from .dagster_runtime import runtime_from_resources
+from .lineage_assets import failure_observations
 from .materialize import MaterializedVideo, commit_materialized, materialize_record
 from .providers.errors import OmniError
 from .registry import RecordState
 from .runtime import OmniRuntime
+from .source_images import report_source_images
 from .submit import submit_pending
 
 __all__ = ["MATERIALIZE_JOB", "SUBMIT_JOB", "MaterializeConfig", "build_jobs"]
@@ -57,10 +59,14 @@ def build_jobs(provider_keys: Sequence[str]) -> tuple[JobDefinition, JobDefiniti
             context.log.error(f"{key}: submission outcome unknown, not resubmitted: {reason}")
         for name, reason in report.blocked_providers.items():
             context.log.warning(f"{name} refused submissions for now: {reason}")
+        images = report_source_images(context, runtime, report.submitted)
+        for event in failure_observations(runtime, report.failed):
+            context.log_event(event)
         yield Output(
             None,
             metadata={
                 "submitted": MetadataValue.int(len(report.submitted)),
+                "source_images": MetadataValue.int(images),
                 "deferred": MetadataValue.int(len(report.deferred)),
                 "failed": MetadataValue.int(len(report.failed)),
                 "unknown": MetadataValue.int(len(report.unknown)),

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ._crashpoints import crashpoint
+from .lineage import chain_fields
 from .probe import VideoProbe, probe_video
 from .providers.base import Provider
 from .providers.errors import DownloadError, UrlExpiredError
@@ -89,6 +90,7 @@ def materialize_record(
     download_s = time.monotonic() - started
     probe = probe_video(storage.fs, path)
     sidecar = build_sidecar(record, result.uri, result.sha256, result.size, probe, download_s)
+    sidecar.update(chain_fields(registry.get, record))  # parent, chain_root/depth, refresh_of
     crashpoint("before_sidecar")
     storage.write_json_atomic(sidecar_path, sidecar)
     crashpoint("before_record")

@@ -50,7 +50,7 @@ def _materializations(instance: DagsterInstance, key: str) -> list[Any]:
 def test_default_definitions_load() -> None:
     Definitions.validate_loadable(default_defs)
     names = {s.name for s in default_defs.sensors or []}
-    assert names == {"omni_requests_sensor", "omni_poll_sensor"}
+    assert names == {"omni_requests_sensor", "omni_poll_sensor", "omni_lineage_sensor"}
     assert default_defs.resolve_assets_def(VIDEO_ASSET_KEY).partitions_def == omni_video_partitions
 
 
