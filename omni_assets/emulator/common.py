@@ -8,6 +8,7 @@ encodes its provider's contract from the provider's own pages.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
@@ -89,9 +90,18 @@ class Dialect(abc.ABC):
             raise ApiError("balance", "insufficient balance, please recharge and try again")
 
     def inject_faults(self, request: Request) -> None:
-        """Maybe refuse the request with a 429 or a 5xx, before it has any effect."""
+        """Maybe refuse the request with a 429 or a 5xx, before it has any effect.
+
+        A 429 comes from the account's rate limit (``rate_limit_per_s``) or from ``rate_429``.
+        """
         config, faults = self.state.config, self.state.faults
         path = request.url.path
+        account = (self.name, self.api_key(request) or "")
+        wait = self.state.buckets.take(account, config.rate_limit_per_s, self.state.clock())
+        if wait > 0:
+            self.state.record_fault("rate_limit", self.name, path)
+            retry_after = {"Retry-After": str(max(1, math.ceil(wait)))}
+            raise ApiError("rate_limit", "rate limit exceeded, please slow down", headers=retry_after)
         if faults.roll("429", config.rate_429):
             self.state.record_fault("429", self.name, path)
             retry_after = {"Retry-After": str(config.retry_after_seconds)}
@@ -177,6 +187,7 @@ class Dialect(abc.ABC):
             task_id=task.task_id,
             model=model,
             fingerprint=task.fingerprint,
+            prompt=prompt,
             idempotency_key=request.headers.get("idempotency-key"),
             quirk=quirk,
             fails=task.failure is not None,
