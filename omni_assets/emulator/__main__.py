@@ -19,6 +19,7 @@ _SCALARS: dict[str, type] = {
     "queue_fraction": float,
     "seed": int,
     "retry_after_seconds": int,
+    "rate_limit_per_s": float,
     "video_padding_bytes": int,
     "audit_log": str,
     "cache_dir": str,
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind in _SCALARS.items():
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind)
     for field in dataclasses.fields(EmulatorConfig):
-        if field.name.startswith("rate_"):
+        if field.name.startswith("rate_") and field.name not in _SCALARS:
             flag = "--" + field.name.replace("_", "-")
             parser.add_argument(flag, dest=field.name, type=float, metavar="P")
     parser.add_argument(

@@ -101,7 +101,9 @@ class Dialect(abc.ABC):
         if wait > 0:
             self.state.record_fault("rate_limit", self.name, path)
             retry_after = {"Retry-After": str(max(1, math.ceil(wait)))}
-            raise ApiError("rate_limit", "rate limit exceeded, please slow down", headers=retry_after)
+            raise ApiError(
+                "rate_limit", "rate limit exceeded, please slow down", headers=retry_after
+            )
         if faults.roll("429", config.rate_429):
             self.state.record_fault("429", self.name, path)
             retry_after = {"Retry-After": str(config.retry_after_seconds)}

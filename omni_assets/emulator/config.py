@@ -59,6 +59,9 @@ class EmulatorConfig:
     ``rate_drop_download``, ``rate_task_failed``, ``rate_expired_url``, ``rate_quirks``,
     ``rate_unknown_status`` and ``rate_crun_maintenance`` (CRUN's 455).
 
+    Rate limit: ``rate_limit_per_s`` API calls a second per (provider, API key), in bursts of up
+    to one second's worth; beyond it, 429 with ``Retry-After`` (0 = no limit; see ratelimit.py).
+
     Auth: with ``api_keys`` unset any non-empty key is accepted except those starting with
     ``invalid`` (401); keys starting with ``nobalance`` get 402 on create. With ``api_keys``
     set, only those keys are accepted.
@@ -80,6 +83,7 @@ class EmulatorConfig:
     rate_unknown_status: float = 0.0
     rate_crun_maintenance: float = 0.0
     retry_after_seconds: int = 1
+    rate_limit_per_s: float = 0.0
     api_keys: tuple[str, ...] | None = None
     url_ttl_seconds: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_URL_TTL))
     upload_ttl_seconds: Mapping[str, float] = field(
@@ -96,6 +100,7 @@ class EmulatorConfig:
         for name in _RATES:
             _check_number(getattr(self, name), name, low=0.0, high=1.0)
         _check_int(self.retry_after_seconds, "retry_after_seconds", low=0)
+        _check_number(self.rate_limit_per_s, "rate_limit_per_s", low=0.0)
         _check_int(self.video_padding_bytes, "video_padding_bytes", low=0)
         if 0 < self.video_padding_bytes < 8:
             raise ValueError("video_padding_bytes must be 0 or at least 8 (a free box header)")

@@ -19,6 +19,7 @@ from .config import EmulatorConfig
 from .errors import ApiError
 from .faults import Faults
 from .files import FileStore
+from .ratelimit import TokenBuckets
 from .tasks import TaskStore
 from .video import Renderer
 
@@ -41,6 +42,7 @@ class EmulatorState:
         self.config = config
         self.faults = Faults(config.seed)
         self.renderer = Renderer(config.cache_dir)
+        self.buckets = TokenBuckets()
 
     def configure(self, changes: Mapping[str, Any]) -> EmulatorConfig:
         """Apply runtime changes (``ValueError`` on a bad key or value); returns the new config."""
@@ -63,6 +65,7 @@ class EmulatorState:
         self.audit.log_path = self.config.audit_log
         self.faults = Faults(self.config.seed)
         self.renderer = Renderer(self.config.cache_dir)
+        self.buckets.clear()
 
     def close(self) -> None:
         """Cancel pending callbacks and delete the instance's working directory."""
