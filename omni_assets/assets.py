@@ -157,6 +157,9 @@ def build_video_asset(
         deps=list(deps),
         group_name="omni",
         kinds={"video"},
+        # Blocking-path runs wait on the provider while holding a slot: a platform team caps
+        # them with `dagster instance concurrency set omni_video N` (docs/production.md).
+        pool="omni_video",
         description="Gemini Omni videos, one partition per request. Materializing a partition "
         "submits it (or resumes its registered task), waits and downloads.",
     )

@@ -289,4 +289,7 @@ def test_workspace_validates_with_the_dagster_cli() -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Validation successful for code location omni_assets.definitions" in done.stderr
+    assert (
+        "Validation successful for code location omni_assets.definitions"
+        in done.stdout + done.stderr
+    )
