@@ -1,0 +1,149 @@
+"""Secrets: a full ``omni-assets run`` with a recognizable fake key per provider leaves no trace.
+
+Keys ``sk-LEAKCHECK-<provider>-<random>`` come from ``<PROVIDER>_API_KEY`` (through
+``dagster.EnvVar``, as ``definitions.provider_resources`` wires them) and reach the emulator,
+which accepts any key. The run covers every dialect, an upload, a provider-side failure, an
+invalid request and a provider refusing the key (401). Then every byte Dagster, the registry and
+the storage wrote, every run's event log and config read back through the instance API, and all
+output of the processes are searched for the keys: zero hits.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dagster import DagsterInstance, EnvVar, serialize_value
+
+from omni_assets.definitions import provider_resources
+from omni_assets.providers import PROVIDER_NAMES
+from omni_assets.settings import Settings
+
+from ..pipeline_env import DEMO_DIR
+from .harness import EmulatorProcess, record_figures
+
+pytestmark = pytest.mark.reliability
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    with EmulatorProcess(tmp_path_factory.mktemp("emulator"), generation_seconds=0.3) as emu:
+        yield emu
+
+
+def _run_cli(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    return subprocess.run(
+        [sys.executable, "-m", "omni_assets.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _hits(root: Path, needles: list[bytes]) -> list[str]:
+    found = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        found += [f"{path}: {n.decode()}" for n in needles if n in data]
+    return found
+
+
+def test_no_key_is_written_or_printed_anywhere(emulator: EmulatorProcess, tmp_path: Path) -> None:
+    keys = {p: f"sk-LEAKCHECK-{p}-{secrets.token_hex(12)}" for p in PROVIDER_NAMES}
+    home, storage = tmp_path / "dagster_home", tmp_path / "storage"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNI_", "DAGSTER_"))}
+    env |= {
+        "DAGSTER_HOME": str(home),
+        "OMNI_PROVIDER": "apimart",
+        "OMNI_STORAGE_URL": str(storage),
+        **{f"{p.upper()}_API_KEY": key for p, key in keys.items()},
+        **{f"{p.upper()}_BASE_URL": f"{emulator.url}/{p}" for p in PROVIDER_NAMES},
+    }
+    (tmp_path / "product.png").write_bytes((DEMO_DIR / "product.png").read_bytes())
+    requests: list[dict[str, Any]] = [
+        {"id": "apimart", "prompt": "a boat", "model": "Omni-Flash-Ext", "duration": 4},
+        {
+            "id": "jimmyai-upload",
+            "prompt": "a product",
+            "provider": "jimmyai",
+            "images": ["product.png"],
+            "mode": "frame",
+            "duration": 4,
+        },
+        {"id": "toapis", "prompt": "a storm", "provider": "toapis", "duration": 6},
+        {"id": "crun", "prompt": "a skyline", "provider": "crun", "duration": 4},
+        {
+            "id": "fails",
+            "prompt": "this one fails [emulator:fail]",
+            "provider": "crun",
+            "duration": 4,
+        },
+        {"id": "invalid", "prompt": "x", "provider": "toapis", "duration": 99},
+    ]
+    first = tmp_path / "requests.yaml"
+    first.write_text(yaml.safe_dump({"requests": requests}))
+    full = _run_cli(["run", str(first), "--timeout", "120"], env, timeout=240)
+    assert "5/5 materialized" not in full.stdout  # one fails at the provider, on purpose
+    assert "4/5 materialized" in full.stdout, full.stdout + full.stderr
+    # The provider refuses a key (401): the error path most likely to echo one.
+    refused = tmp_path / "refused.yaml"
+    refused.write_text(yaml.safe_dump({"requests": [{"id": "refused", "prompt": "y"}]}))
+    bad_key = f"invalid-sk-LEAKCHECK-apimart-{secrets.token_hex(12)}"
+    keys["apimart-refused"] = bad_key
+    rejected = _run_cli(
+        ["run", str(refused), "--timeout", "6"], env | {"APIMART_API_KEY": bad_key}, timeout=120
+    )
+    assert rejected.returncode != 0
+
+    needles = [k.encode() for k in keys.values()] + [
+        k.rsplit("-", 1)[1].encode() for k in keys.values()
+    ]
+    hits = _hits(home, needles) + _hits(storage, needles)
+    output = full.stdout + full.stderr + rejected.stdout + rejected.stderr
+    hits += [f"output: {n.decode()}" for n in needles if n.decode() in output]
+    runs = 0
+    with DagsterInstance.from_config(str(home)) as instance:
+        for run in instance.get_runs():
+            runs += 1
+            text = serialize_value(run) + "".join(
+                serialize_value(e) for e in instance.all_logs(run.run_id)
+            )
+            hits += [f"run {run.run_id}: {n.decode()}" for n in needles if n.decode() in text]
+    scanned = sum(1 for root in (home, storage) for p in root.rglob("*") if p.is_file())
+    record_figures(
+        "secrets",
+        keys=len(keys),
+        runs_searched=runs,
+        files_searched=scanned,
+        output_bytes_searched=len(output),
+        leaked=len(hits),
+    )
+    assert runs >= 2
+    used = {t["provider"] for t in emulator.audit()["tasks"]}
+    assert used == set(PROVIDER_NAMES)  # every key was used for real
+    assert not hits, "\n".join(hits)
+
+
+def test_keys_come_through_envvar(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMNI_PROVIDER", "apimart")
+    for name in PROVIDER_NAMES:
+        monkeypatch.setenv(f"{name.upper()}_API_KEY", f"sk-LEAKCHECK-{name}-envvar")
+    resources = provider_resources(Settings.from_env())
+    assert sorted(resources) == sorted(PROVIDER_NAMES)
+    for name, resource in resources.items():
+        assert isinstance(resource.__dict__["api_key"], EnvVar)  # Dagster shows its name only
+        assert "LEAKCHECK" not in repr(resource), name
