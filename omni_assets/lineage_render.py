@@ -129,7 +129,8 @@ def describe_ancestry(graph: LineageGraph, key: str) -> str:
     lines.append("")
     lines.append("ancestry (root first):")
     for depth, node in enumerate(chain):
-        lines.extend(_video_lines(graph, node, "   " * depth + ("└─ " if depth else "")))
+        lead = "   " * (depth - 1) + "└─ " if depth else ""
+        lines.extend(_video_lines(graph, node, lead))
     children = graph.children(key)
     if children:
         lines.append("")
