@@ -141,11 +141,14 @@ def plan_refresh(records: Sequence[Record], config: RefreshConfig, when: datetim
 
 
 def prunable(records: Sequence[Record], keep: int) -> list[Record]:
-    """Refreshes that retention removes: beyond the newest ``keep`` of each request.
+    """Refreshes that retention removes: finished ones older than the newest ``keep``
+    materialized refreshes of the same request.
 
-    Never: the refreshed request itself, the newest ``keep`` refreshes, a refresh still being
-    generated (pending, in flight, ready, materializing or unknown), or a video another request
-    extends (its parent video must stay reachable). ``keep`` 0 prunes nothing.
+    Never: the refreshed request itself; the newest ``keep`` materialized refreshes, nor anything
+    newer (a refresh still being generated, or one that failed after them); a refresh still in
+    progress or ``unknown``; a video another request extends (its parent video must stay
+    reachable). Nothing at all while a request has ``keep`` or fewer materialized refreshes, and
+    nothing when ``keep`` is 0.
     """
     if keep <= 0:
         return []
@@ -157,8 +160,14 @@ def prunable(records: Sequence[Record], keep: int) -> list[Record]:
             versions.setdefault(of, []).append(record)
     out = []
     for items in versions.values():
-        older = sorted(items, key=lambda r: r.key)[:-keep]
-        out += [r for r in older if r.state in _SETTLED and r.key not in parents]
+        ordered = sorted(items, key=lambda r: r.key)  # the suffix is the tick's time
+        done = [r for r in ordered if r.state is RecordState.MATERIALIZED]
+        if len(done) <= keep:
+            continue
+        cutoff = done[-keep].key
+        out += [
+            r for r in ordered if r.key < cutoff and r.state in _SETTLED and r.key not in parents
+        ]
     return sorted(out, key=lambda r: r.key)
 
 

@@ -83,7 +83,7 @@ def build_refresh_schedule(
         description=f"Regenerates {', '.join(config.keys)} as new partitions "
         f"(keep {config.keep or 'all'} refreshes of each).",
     )
-    def omni_refresh_schedule(context: ScheduleEvaluationContext) -> Any:
+    def omni_refresh_schedule(context: ScheduleEvaluationContext, **_resources: Any) -> Any:
         runtime = runtime_from_resources(context.resources, provider_keys)
         when = context.scheduled_execution_time or datetime.now(timezone.utc)
         tick = refresh_tick(context.instance, runtime, config, when)
