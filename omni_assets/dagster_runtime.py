@@ -17,7 +17,8 @@ def runtime_from_resources(resources: Any, provider_keys: Sequence[str]) -> Omni
     storage: OmniStorageResource = resources.omni_storage
     registry: OmniRegistryResource = resources.omni_registry
     providers: dict[str, ProviderResource] = {k: getattr(resources, k) for k in provider_keys}
-    default = Settings.from_env().default_provider
+    chosen = [k for k, r in providers.items() if r.is_default]
+    default = chosen[0] if chosen else Settings.from_env().default_provider
     return OmniRuntime(
         registry=registry.get_registry(),
         storage=storage.get_storage(),

@@ -50,6 +50,10 @@ class ProviderResource(ConfigurableResource):  # type: ignore[type-arg]
         default=None,
         description="Set in emulator mode: the emulator is started on this URL if not running.",
     )
+    is_default: bool = Field(
+        default=False,
+        description="Requests that name no provider go to this one (overrides OMNI_PROVIDER).",
+    )
 
     _client: Provider | None = PrivateAttr(default=None)
 
