@@ -20,7 +20,6 @@ from .assets import check_evaluations, materialization_event
 from .dagster_runtime import runtime_from_resources
 from .lineage_assets import failure_observations
 from .materialize import MaterializedVideo, commit_materialized, materialize_record
-from .providers.errors import OmniError
 from .registry import RecordState
 from .runtime import OmniRuntime
 from .source_images import report_source_images
@@ -93,7 +92,7 @@ def build_jobs(provider_keys: Sequence[str]) -> tuple[JobDefinition, JobDefiniti
             for key, future in futures.items():
                 try:
                     video = future.result()
-                except (OmniError, OSError, ValueError) as exc:
+                except Exception as exc:  # storage backends raise their own types (botocore...)
                     registry.release(key)
                     failures[key] = str(exc)
                     context.log.error(f"{key}: download failed, will retry next tick: {exc}")

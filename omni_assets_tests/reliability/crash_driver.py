@@ -26,7 +26,6 @@ from omni_assets.intake import check_requests, load_requests_file
 from omni_assets.materialize import materialize_record
 from omni_assets.poll import PollPolicy, poll_in_flight
 from omni_assets.providers import PROVIDER_NAMES, get_provider
-from omni_assets.providers.errors import OmniError
 from omni_assets.registry import RecordState, Registry
 from omni_assets.runtime import OmniRuntime
 from omni_assets.storage import VideoStorage
@@ -80,7 +79,7 @@ def drive(runtime: OmniRuntime, requests_path: Path, *, recover: bool, timeout_s
                 materialize_record(
                     registry, runtime.providers[record.provider], runtime.storage, record
                 )
-            except (OmniError, OSError, ValueError) as exc:  # as omni_materialize does
+            except Exception as exc:  # as omni_materialize does: release, try next time
                 registry.release(key, {"message": str(exc)})
         records = registry.records()
         if all(r.state in SETTLED for r in records):
