@@ -28,6 +28,7 @@ from pathlib import Path
 __all__ = ["main"]
 
 DEMO_REQUESTS = Path(__file__).parent / "demo" / "requests.yaml"
+KEY_LINES = 20  # up to this many requests, each state change gets a line of its own
 
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
@@ -71,6 +72,8 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
     from .driver import LocalDriver
     from .intake import load_requests_file
     from .lineage_cli import materialize_lineage
+    from .progress import ProgressLine
+    from .registry import Record
     from .resources import OmniRegistryResource, OmniStorageResource
     from .sensors import register_requests
     from .settings import Settings
@@ -94,19 +97,23 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
     checked, _ = register_requests(runtime_from_definitions(defs), intake.requests, intake)
     wanted = {r.key for r in checked.requests}
     last: dict[str, str] = {}
+    bar = ProgressLine()
 
-    def progress(records: Sequence[object]) -> None:
-        from .registry import Record
-
+    def progress(records: Sequence[Record]) -> None:
         for rec in records:
-            assert isinstance(rec, Record)
             if last.get(rec.key) != rec.state.value:
                 last[rec.key] = rec.state.value
-                print(f"  {rec.key}: {rec.state.value}", flush=True)
+                # Each request's steps for a small batch; a big one shows the bar only.
+                if len(wanted) <= KEY_LINES:
+                    bar.note(f"  {rec.key}: {rec.state.value}")
+        bar(records)
 
     print(f"requests: {requests_file} ({len(intake.requests)} readable)")
     started = time.monotonic()
-    result = driver.drive(sorted(wanted), timeout_s=timeout_s, on_tick=progress)
+    try:
+        result = driver.drive(sorted(wanted), timeout_s=timeout_s, on_tick=progress)
+    finally:
+        bar.close()
     records = [r for r in result.records if r.key in wanted]
     print()
     print(

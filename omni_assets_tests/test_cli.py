@@ -89,6 +89,7 @@ def test_run_resumes_without_paying_or_downloading_twice(
     first = _cli(["run", str(requests)], env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "2/2 materialized" in first.stdout
+    assert "] 2/2 done" in first.stdout  # the progress line, one per change in a log
     audit = fresh_emulator.audit()
     tasks, downloads = len(audit["tasks"]), len(audit["downloads"])
     assert tasks == 2
