@@ -32,20 +32,25 @@ log = logging.getLogger("omni_assets.audit")
 def with_audit_fields(
     runtime: OmniRuntime, record: Record, video: MaterializedVideo, basics: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """``basics`` with the thumbnail in front and the lineage fields after."""
+    """``basics`` reordered for an auditor, with the thumbnail and the lineage fields added.
+
+    First what it is and where it came from (thumbnail, link, prompt, provider, model, task,
+    cost, source images, parent, chain), then the rest of ``basics``, then the bulky entries.
+    """
     head: dict[str, Any] = {}
+    preview: dict[str, Any] = {}
     path = runtime.storage.video_path(record.key)
     try:
         head["thumbnail"] = MetadataValue.md(inline_thumbnail_md(runtime.storage.fs, path))
-        head["preview"] = MetadataValue.md(preview_md(runtime.storage.fs, path))
+        preview["preview"] = MetadataValue.md(preview_md(runtime.storage.fs, path))
     except (InvalidVideoError, OSError, av.FFmpegError) as exc:
         # The checks report an unplayable video; a missing thumbnail must not hide it.
         log.warning("no thumbnail for %s: %s", record.key, exc)
-    tail: dict[str, Any] = {}
-    chain = chain_fields(runtime.registry.get, record)
+    head.update({k: basics[k] for k in _FIRST if k in basics})
+    lineage: dict[str, Any] = {}
     images = (record.sources or {}).get("images") or []
     if images:
-        tail["source_images"] = MetadataValue.md(
+        lineage["source_images"] = MetadataValue.md(
             "\n".join(
                 f"- {image_link(s.get('sha256') or s['url'], _name(s))}"
                 + (f" · sha256 `{s['sha256'][:16]}`" if s.get("sha256") else "")
@@ -53,23 +58,29 @@ def with_audit_fields(
                 for s in images
             )
         )
+    chain = chain_fields(runtime.registry.get, record)
+    if chain["parent"]:
+        lineage["parent"] = MetadataValue.md(video_link(chain["parent"]))
+        lineage["extended_via"] = MetadataValue.text(
+            f"{chain['extended_via']}"
+            + (f" (parent task {chain['parent_task_id']})" if chain.get("parent_task_id") else "")
+        )
+    lineage["chain_root"] = MetadataValue.md(video_link(chain["chain_root"]))
+    lineage["chain_depth"] = MetadataValue.int(chain["chain_depth"])
+    if chain["refresh_of"]:
+        lineage["refresh_of"] = MetadataValue.md(video_link(chain["refresh_of"]))
+    tail: dict[str, Any] = {}
+    if images:
         tail["source_image_sha256"] = MetadataValue.json(
             [s.get("sha256") or s.get("url") for s in images]
         )
     if record.sources:
         tail["sources"] = MetadataValue.json(record.sources)
-    tail["chain_root"] = MetadataValue.md(video_link(chain["chain_root"]))
-    tail["chain_depth"] = MetadataValue.int(chain["chain_depth"])
-    if chain["parent"]:
-        tail["parent"] = MetadataValue.md(video_link(chain["parent"]))
-        tail["extended_via"] = MetadataValue.text(
-            f"{chain['extended_via']}"
-            + (f" (parent task {chain['parent_task_id']})" if chain.get("parent_task_id") else "")
-        )
-    if chain["refresh_of"]:
-        tail["refresh_of"] = MetadataValue.md(video_link(chain["refresh_of"]))
-    rest = {k: v for k, v in basics.items() if k not in tail}
-    return {**head, **rest, **tail}
+    rest = {k: v for k, v in basics.items() if k not in head and k not in lineage}
+    return {**head, **lineage, **rest, **preview, **tail}
+
+
+_FIRST = ("video", "prompt", "provider", "model", "task_id", "cost")
 
 
 def _name(source: Mapping[str, Any]) -> str:

@@ -29,7 +29,7 @@ from dagster import (
 
 from .assets import VIDEO_ASSET_KEY, report_failure
 from .lineage import GRAPH_FILE, build_graph
-from .lineage_render import lineage_markdown, video_link
+from .lineage_render import chains_summary_md, lineage_markdown, video_link
 from .registry import RecordState
 from .runtime import OmniRuntime
 from .source_images import source_images_dep
@@ -79,6 +79,7 @@ def build_lineage_asset() -> AssetsDefinition:
                 "dagster/uri": MetadataValue.text(uri),
                 "videos": MetadataValue.int(len(graph.videos)),
                 "images": MetadataValue.int(len(graph.images)),
+                "extension_chains": MetadataValue.md(chains_summary_md(graph)),
                 "chains": MetadataValue.int(len(chains)),
                 "deepest_chain": MetadataValue.int(max((len(c) - 1 for c in chains), default=0)),
                 "refreshes": MetadataValue.int(

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from .lineage import ImageNode, LineageGraph, VideoNode
 
 __all__ = [
+    "chains_summary_md",
     "describe_ancestry",
     "describe_reverse",
     "image_link",
@@ -35,6 +36,26 @@ def image_link(image_id: str, label: str | None = None) -> str:
     if len(image_id) == 64 and all(c in "0123456789abcdef" for c in image_id):
         return f"[{text}](/assets/source_images?partition={image_id})"
     return text
+
+
+def chains_summary_md(graph: LineageGraph, limit: int = 999) -> str:
+    """One line per extension path (``a → b → c``, linked), cut to stay under ``limit``
+    characters so the UI shows it in place (see thumbnails.INLINE_MD_LIMIT)."""
+    parents = {v.parent for v in graph.videos.values() if v.parent}
+    leaves = [v for v in graph.videos.values() if v.chain_depth > 0 and v.key not in parents]
+    # One line per path from a root to a leaf: exact even where a video has several children.
+    chains = [graph.ancestry(v.key) for v in sorted(leaves, key=lambda v: (-v.chain_depth, v.key))]
+    if not chains:
+        return "no extension chains"
+    lines: list[str] = []
+    for n, chain in enumerate(chains):
+        line = "- " + " → ".join(video_link(v.key) for v in chain)
+        more = f"\n- … and {len(chains) - n} more (see graph)"
+        if len("\n".join([*lines, line])) + len(more) >= limit:
+            lines.append(more.strip("\n"))
+            break
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def lineage_markdown(graph: LineageGraph, max_rows: int = MAX_ROWS) -> str:

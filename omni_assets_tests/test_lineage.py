@@ -17,7 +17,12 @@ from omni_assets.assets import VIDEO_ASSET_KEY
 from omni_assets.driver import LocalDriver
 from omni_assets.lineage import REFRESH_TAG, LineageGraph, chain_fields
 from omni_assets.lineage_assets import LINEAGE_ASSET_KEY
-from omni_assets.lineage_render import describe_ancestry, describe_reverse, lineage_markdown
+from omni_assets.lineage_render import (
+    chains_summary_md,
+    describe_ancestry,
+    describe_reverse,
+    lineage_markdown,
+)
 from omni_assets.registry import Record, RecordState
 from omni_assets.source_images import SOURCE_IMAGES_KEY
 from omni_assets.thumbnails import INLINE_MD_LIMIT
@@ -400,3 +405,24 @@ def test_lineage_end_to_end(tmp_path: Path, fresh_emulator: Any) -> None:
         missing = cli("no-such-video")
         assert missing.returncode == 1
         assert "no request 'no-such-video' is known (4 videos, 1 images)" in missing.stderr
+
+
+def test_chain_summary_is_short_and_exact_for_branches() -> None:
+    branching = [
+        _record("r"),
+        _record("r-a", parent="r"),
+        _record("r-b", parent="r"),
+        _record("r-a-1", parent="r-a"),
+    ]
+    md = chains_summary_md(LineageGraph.from_records(branching))
+    assert md.splitlines() == [
+        "- [r](/assets/omni_video?partition=r) → [r-a](/assets/omni_video?partition=r-a) → "
+        "[r-a-1](/assets/omni_video?partition=r-a-1)",
+        "- [r](/assets/omni_video?partition=r) → [r-b](/assets/omni_video?partition=r-b)",
+    ]
+    many = [_record(f"c{i}") for i in range(40)] + [
+        _record(f"c{i}-x", parent=f"c{i}") for i in range(40)
+    ]
+    short = chains_summary_md(LineageGraph.from_records(many))
+    assert len(short) < INLINE_MD_LIMIT
+    assert short.endswith("more (see graph)")
