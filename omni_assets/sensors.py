@@ -50,7 +50,7 @@ __all__ = [
 # The tick limit is 60 s (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS); keep ~20 s of margin.
 TICK_BUDGET_S = 40.0
 MAX_VIDEOS_PER_RUN = 200
-PROGRESS_LINES = 50  # per tick in the sensor log; the rest is counted
+PROGRESS_KEYS = 20  # tasks named in the tick log's progress line; the rest are counted
 STALE_SUBMIT_S = 600.0  # a POST never takes this long: the submitter died
 STALE_CLAIM_S = 900.0
 _ACTIVE = [
@@ -165,11 +165,12 @@ def poll_tick(context: SensorEvaluationContext, runtime: OmniRuntime) -> SensorR
     report = poll_in_flight(
         registry, runtime.providers, policies=runtime.policies, budget_s=TICK_BUDGET_S
     )
-    progress = sorted(report.progress.items())
-    for key, percent in progress[:PROGRESS_LINES]:
-        context.log.info(f"{key}: {percent}%")
-    if len(progress) > PROGRESS_LINES:
-        context.log.info(f"... and {len(progress) - PROGRESS_LINES} more tasks reporting progress")
+    if report.progress:
+        # One line per tick, whatever the number of tasks: the first few by name, then a count.
+        progress = sorted(report.progress.items())
+        shown = ", ".join(f"{key} {percent}%" for key, percent in progress[:PROGRESS_KEYS])
+        more = len(progress) - PROGRESS_KEYS
+        context.log.info(f"progress: {shown}" + (f" (+{more} more)" if more > 0 else ""))
     for key, raw in report.unrecognized.items():
         context.log.warning(f"{key}: unrecognized status {raw!r}, still polling")
     for key in report.failed:

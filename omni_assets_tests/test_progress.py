@@ -1,12 +1,21 @@
-"""The CLI's progress line: what a person watching ``omni-assets run`` sees."""
+"""Progress as people see it: the CLI's progress line, and the poll sensor's tick log."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import re
+import time
+from pathlib import Path
+from typing import Any
 
+import pytest
+
+from omni_assets.driver import LocalDriver
 from omni_assets.progress import ProgressLine, render_progress
 from omni_assets.registry import Record, RecordState, RegisterItem, Registry
+
+from .pipeline_env import pipeline_env
 
 
 def _records(*states: tuple[RecordState, int | None]) -> list[Record]:
@@ -76,3 +85,28 @@ def test_on_a_terminal_the_line_is_redrawn_in_place() -> None:
     text = out.getvalue()
     assert text.count("\r\x1b[2K") == 4  # three draws over the line, and the note clearing it
     assert text.endswith("\n") and "  k0: ready\n" in text
+
+
+def test_poll_tick_log_shows_each_task_progress(
+    tmp_path: Path, fresh_emulator: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """What the omni_poll_sensor tick log in the UI shows while videos are being generated."""
+    fresh_emulator.configure(generation_seconds=20.0, queue_fraction=0.0)
+    with pipeline_env(tmp_path, fresh_emulator.url) as env:
+        env.write_requests(
+            [
+                {"id": f"slow-{i}", "prompt": "a slow sunrise", "provider": "apimart"}
+                for i in range(3)
+            ]
+        )
+        driver = LocalDriver(env.defs, env.instance, env.registry, run_log_level="WARNING")
+        driver.tick("omni_requests_sensor")  # registers and runs omni_submit
+        assert {r.state for r in env.registry.records()} == {RecordState.IN_FLIGHT}
+        time.sleep(1.5)
+        capfd.readouterr()
+        driver.tick("omni_poll_sensor")
+        out = capfd.readouterr()
+    # The tick's log lines (printed by Dagster's console logger, as in the daemon's log).
+    lines = [line for line in (out.out + out.err).splitlines() if "progress:" in line]
+    assert lines, out
+    assert re.search(r"progress: slow-0 \d+%, slow-1 \d+%, slow-2 \d+%", lines[-1]), lines
