@@ -1,0 +1,117 @@
+"""The README's quick start, for each provider, as a user types it.
+
+The only difference from a real account: ``<PROVIDER>_BASE_URL`` points at the emulator, which
+speaks that provider's API. Everything else is the documented path: ``OMNI_PROVIDER``, the key in
+``<PROVIDER>_API_KEY`` (read through ``EnvVar``, not the emulator's built-in key), a relative
+storage folder, ``omni-assets run requests.yaml`` in a fresh directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .pipeline_env import DEMO_DIR
+
+# The README's example request for each provider ("Quick start with one provider").
+README_REQUESTS: dict[str, dict[str, Any]] = {
+    "apimart": {
+        "defaults": {"model": "Omni-Flash-Ext", "aspect_ratio": "16:9"},
+        "requests": [
+            {
+                "id": "boat",
+                "prompt": "A paper boat drifting down a rain-soaked street at dusk",
+                "duration": 6,
+            }
+        ],
+    },
+    "jimmyai": {
+        "requests": [
+            {
+                "id": "spin",
+                "prompt": "The product turns",
+                "images": ["product.png"],
+                "mode": "frame",
+                "duration": 4,
+            }
+        ]
+    },
+    "toapis": {"requests": [{"id": "fox", "prompt": "A fox wakes in the snow", "duration": 6}]},
+    "crun": {
+        "requests": [
+            {
+                "id": "skyline",
+                "prompt": "A skyline from day to night",
+                "aspect_ratio": "9:16",
+                "duration": 8,
+            }
+        ]
+    },
+}
+
+
+def _run(
+    provider: str, key: str, tmp_path: Path, emulator: Any, *args: str
+) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "requests.yaml").write_text(yaml.safe_dump(README_REQUESTS[provider]))
+    shutil.copy(DEMO_DIR / "product.png", tmp_path / "product.png")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OMNI_", "DAGSTER_")) and not k.endswith(("_API_KEY", "_BASE_URL"))
+    }
+    env.update(
+        {
+            "OMNI_PROVIDER": provider,
+            f"{provider.upper()}_API_KEY": key,
+            f"{provider.upper()}_BASE_URL": emulator.base_url(provider),
+            "OMNI_STORAGE_URL": "./videos",
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "omni_assets.cli", "run", "requests.yaml", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.mark.parametrize("provider", sorted(README_REQUESTS))
+def test_readme_quick_start(provider: str, tmp_path: Path, fresh_emulator: Any) -> None:
+    key = f"sk-readme-{provider}-0123456789abcdef"
+    done = _run(provider, key, tmp_path, fresh_emulator)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    (request_id,) = [r["id"] for r in README_REQUESTS[provider]["requests"]]
+    assert "1/1 materialized" in done.stdout
+    video = tmp_path / "videos" / "videos" / f"{request_id}.mp4"
+    assert video.stat().st_size > 0
+    sidecar = json.loads(video.with_suffix(".json").read_text())
+    assert sidecar["provider"] == provider
+    # The key went to the provider and nowhere else.
+    assert key not in output
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+
+
+def test_a_wrong_key_is_reported_and_nothing_is_failed_or_paid(
+    tmp_path: Path, fresh_emulator: Any
+) -> None:
+    """The troubleshooting table's first provider error: fix the key, nothing else."""
+    key = "invalid-readme-key-0123456789"  # the emulator answers 401, as a provider would
+    done = _run("apimart", key, tmp_path, fresh_emulator, "--timeout", "8")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "refused submissions for now" in output and "401" in output, output
+    assert "boat: pending" in done.stdout or "0/1 materialized" in done.stdout
+    assert not fresh_emulator.audit()["tasks"]  # no task created: nothing paid
+    assert key not in output
