@@ -31,7 +31,13 @@ import fsspec
 import pytest
 import sqlalchemy as sa
 import yaml
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    FloatMetadataValue,
+    IntMetadataValue,
+)
 
 from omni_assets.assets import VIDEO_ASSET_KEY
 from omni_assets.definitions import build_definitions
@@ -148,6 +154,12 @@ def test_full_flow_on_postgres(
         assert states == dict.fromkeys((r["id"] for r in REQUESTS), RecordState.MATERIALIZED)
         events = instance.fetch_materializations(VIDEO_ASSET_KEY, limit=10).records
         assert {e.partition_key for e in events} == set(states)
+        for event in events:
+            # Numeric, so the UI plots latency, size and cost across partitions.
+            meta = event.asset_materialization.metadata
+            for name in ("queue_s", "generation_s", "download_s", "duration_s"):
+                assert isinstance(meta[name], FloatMetadataValue), name
+            assert isinstance(meta["size_bytes"], IntMetadataValue)
         for key in states:
             with av.open(f"{storage_url}/videos/{key}.mp4") as container:
                 assert container.streams.video and container.duration
