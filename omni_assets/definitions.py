@@ -95,7 +95,12 @@ def build_definitions(
         jobs=[submit_job, materialize_job],
         schedules=[build_refresh_schedule(refresh, keys, submit_job)] if refresh else [],
         sensors=[
-            build_requests_sensor(keys, submit_job, requests_path),
+            build_requests_sensor(
+                keys,
+                submit_job,
+                requests_path,
+                minimum_interval_seconds=settings.requests_sensor_interval_s,
+            ),
             build_poll_sensor(
                 keys,
                 submit_job,

@@ -87,11 +87,15 @@ def _active_runs(context: SensorEvaluationContext, job_name: str) -> int:
 
 
 def build_requests_sensor(
-    provider_keys: Sequence[str], submit_job: JobDefinition, requests_path: str | None = None
+    provider_keys: Sequence[str],
+    submit_job: JobDefinition,
+    requests_path: str | None = None,
+    *,
+    minimum_interval_seconds: int = 30,
 ) -> SensorDefinition:
     @sensor(
         name="omni_requests_sensor",
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=minimum_interval_seconds,
         required_resource_keys={"omni_storage", "omni_registry", *provider_keys},
         default_status=DefaultSensorStatus.RUNNING,
         job=submit_job,

@@ -8,6 +8,7 @@
 ``OMNI_EMULATOR_URL`` where the emulator listens in emulator mode (default 127.0.0.1:8765).
 ``OMNI_EMULATOR_DIALECT`` which provider dialect requests without a provider use in emulator mode.
 ``OMNI_POLL_SENSOR_INTERVAL_S`` minimum seconds between poll sensor ticks (default 15).
+``OMNI_REQUESTS_SENSOR_INTERVAL_S`` minimum seconds between requests sensor ticks (default 30).
 ``<PROVIDER>_API_KEY`` / ``<PROVIDER>_BASE_URL`` per provider, e.g. ``APIMART_API_KEY``.
 """
 
@@ -35,6 +36,7 @@ class Settings:
     emulator_url: str
     emulator_dialect: str
     poll_sensor_interval_s: int = 15
+    requests_sensor_interval_s: int = 30
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,6 +59,7 @@ class Settings:
             emulator_url=os.environ.get("OMNI_EMULATOR_URL", DEFAULT_EMULATOR_URL).rstrip("/"),
             emulator_dialect=dialect,
             poll_sensor_interval_s=int(os.environ.get("OMNI_POLL_SENSOR_INTERVAL_S", "15")),
+            requests_sensor_interval_s=int(os.environ.get("OMNI_REQUESTS_SENSOR_INTERVAL_S", "30")),
         )
 
     @property
