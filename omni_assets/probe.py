@@ -27,6 +27,11 @@ __all__ = [
 ]
 
 
+# PyAV reads a few 32 KB pieces (the index, then a frame); s3fs would otherwise fetch (and hold)
+# a 50 MB block on the first read.
+_READ_BLOCK = 1 << 20
+
+
 class InvalidVideoError(DownloadError):
     """The file is not a playable video: not a video at all, no video stream, or undecodable."""
 
@@ -50,7 +55,7 @@ def probe_video(fs: Any, path: str) -> VideoProbe:
     "Plays" means: a container FFmpeg recognizes, a video stream, and a first frame that decodes.
     """
     size = _nonempty_size(fs, path)
-    with fs.open(path, "rb") as fh, _open(fh, path) as container:
+    with fs.open(path, "rb", block_size=_READ_BLOCK) as fh, _open(fh, path) as container:
         stream = _video_stream(container, path)
         try:
             frame = next(container.decode(stream), None)
@@ -82,7 +87,7 @@ def thumbnail_frame(fs: Any, path: str, width: int = 160, *, at: float = 1 / 3) 
     if width < 2:
         raise ValueError(f"thumbnail width must be at least 2 pixels, not {width}")
     _nonempty_size(fs, path)
-    with fs.open(path, "rb") as fh, _open(fh, path) as container:
+    with fs.open(path, "rb", block_size=_READ_BLOCK) as fh, _open(fh, path) as container:
         stream = _video_stream(container, path)
         target = _duration(container, stream) * at
         frame = None

@@ -1,9 +1,10 @@
 """Stream a video from a provider URL into any fsspec location, atomically.
 
-The body goes to a temporary sibling ``<name>.partial-<uuid>`` in chunks (memory stays flat for
-any size) while its sha256 is computed; only a complete, verified file is moved to the final
-path (``os.replace`` locally, ``fs.mv`` elsewhere), and the temporary file is removed on any
-failure, so the final path either holds the whole video or nothing.
+The body is streamed, piece by piece as it arrives (memory stays flat for any size), into a
+sink (``sinks.py``) while its sha256 is computed; only a complete, verified file appears at the
+final path (a temporary sibling then ``os.replace`` locally, a multipart upload completed only
+at the end on S3, a temporary sibling then ``fs.mv`` elsewhere), and everything is removed on
+any failure, so the final path either holds the whole video or nothing.
 
 A connection that drops mid-body is resumed with ``Range: bytes=N-`` into the same open file and
 running hash (``If-Range`` guards against the object changing meanwhile); a server that ignores
@@ -17,17 +18,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import fsspec
 import httpx
-from fsspec.implementations.local import LocalFileSystem
 
 from .._crashpoints import crashpoint
 from .base import DownloadResult
@@ -39,6 +37,7 @@ from .errors import (
     UrlExpiredError,
 )
 from .http import ClientOptions, parse_retry_after, transport_error
+from .sinks import Sink, open_sink
 
 __all__ = ["download_to", "safe_url"]
 
@@ -69,21 +68,13 @@ def download_to(
     """Download ``url`` to ``fs_url`` (local path or any fsspec URL) and return what landed."""
     started = time.monotonic()
     fs, path = fsspec.core.url_to_fs(fs_url, **(storage_options or {}))
-    local = isinstance(fs, LocalFileSystem)
-    if local:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.partial-{uuid.uuid4().hex}"
+    sink = open_sink(fs, path)
     try:
-        digest, size = _fetch(client, url, fs, tmp, options, provider)
+        digest, size = _fetch(client, url, sink, options, provider)
         crashpoint("before_commit")
-        if local:
-            os.replace(tmp, path)
-        else:
-            fs.mv(tmp, path)
+        sink.commit()
     except BaseException:
-        with contextlib.suppress(Exception):
-            if fs.exists(tmp):
-                fs.rm(tmp)
+        sink.discard()
         raise
     return DownloadResult(uri=fs_url, sha256=digest, size=size, seconds=time.monotonic() - started)
 
@@ -91,72 +82,65 @@ def download_to(
 def _fetch(
     client: httpx.Client,
     url: str,
-    fs: Any,
-    tmp: str,
+    sink: Sink,
     options: ClientOptions,
     provider: str | None,
 ) -> tuple[str, int]:
     hasher = hashlib.sha256()
-    written = 0
+    written = unmarked = 0
     total: int | None = None
     etag: str | None = None
     stalls = resumes = 0
-    fh = fs.open(tmp, "wb")
-    try:
-        while True:
-            before = written
-            headers = {"Accept-Encoding": "identity"}
-            if written:
-                headers["Range"] = f"bytes={written}-"
-                if etag and not etag.startswith("W/"):
-                    headers["If-Range"] = etag
-            try:
-                with _open(client, url, headers, options, provider) as response:
-                    if written and not _resumes_at(response, written):
-                        # Range ignored (200) or answered from elsewhere: start over cleanly.
-                        logger.info("download %s: server ignored Range; restarting", safe_url(url))
-                        fh.close()
-                        fh = fs.open(tmp, "wb")
-                        hasher, written, before = hashlib.sha256(), 0, 0
-                    if not written:
-                        total = _length(response)
-                        etag = response.headers.get("etag")
-                    # Pieces as they arrive, written in chunk_size blocks; whatever arrived
-                    # before a drop is kept (iter_bytes(chunk_size) would lose its buffer).
-                    buffer = bytearray()
-                    try:
-                        for piece in response.iter_bytes():
-                            buffer += piece
-                            if len(buffer) >= options.chunk_size:
-                                written += _flush(fh, hasher, buffer)
-                                crashpoint("mid_download")
-                    finally:
-                        written += _flush(fh, hasher, buffer)
-            except _BODY_ERRORS as exc:
-                # A drop after real progress does not count against the budget; drops that
-                # deliver (almost) nothing do, and the total is capped whatever happens.
-                stalls = 0 if written - before >= options.chunk_size else stalls + 1
-                resumes += 1
-                if stalls > options.resume_attempts or resumes > _MAX_RESUMES:
-                    raise DownloadError(
-                        f"download of {safe_url(url)} broke off {resumes} times "
-                        f"({type(exc).__name__}: {exc})",
-                        provider=provider,
-                    ) from exc
-                logger.info(
-                    "download %s: %s at byte %d; resuming (%d)",
-                    safe_url(url),
-                    type(exc).__name__,
-                    written,
-                    resumes,
-                )
-                continue
-            if total is not None and before < written < total and resumes < _MAX_RESUMES:
-                resumes += 1
-                continue
-            break
-    finally:
-        fh.close()
+    while True:
+        before = written
+        headers = {"Accept-Encoding": "identity"}
+        if written:
+            headers["Range"] = f"bytes={written}-"
+            if etag and not etag.startswith("W/"):
+                headers["If-Range"] = etag
+        try:
+            with _open(client, url, headers, options, provider) as response:
+                if written and not _resumes_at(response, written):
+                    # Range ignored (200) or answered from elsewhere: start over cleanly.
+                    logger.info("download %s: server ignored Range; restarting", safe_url(url))
+                    sink.restart()
+                    hasher, written, before = hashlib.sha256(), 0, 0
+                if not written:
+                    total = _length(response)
+                    etag = response.headers.get("etag")
+                # Each piece goes on as it arrives (no re-buffering: the sink batches what its
+                # storage needs), so whatever arrived before a drop is kept.
+                for piece in response.iter_bytes():
+                    sink.write(piece)
+                    hasher.update(piece)
+                    written += len(piece)
+                    unmarked += len(piece)
+                    if unmarked >= options.chunk_size:
+                        unmarked = 0
+                        crashpoint("mid_download")
+        except _BODY_ERRORS as exc:
+            # A drop after real progress does not count against the budget; drops that
+            # deliver (almost) nothing do, and the total is capped whatever happens.
+            stalls = 0 if written - before >= options.chunk_size else stalls + 1
+            resumes += 1
+            if stalls > options.resume_attempts or resumes > _MAX_RESUMES:
+                raise DownloadError(
+                    f"download of {safe_url(url)} broke off {resumes} times "
+                    f"({type(exc).__name__}: {exc})",
+                    provider=provider,
+                ) from exc
+            logger.info(
+                "download %s: %s at byte %d; resuming (%d)",
+                safe_url(url),
+                type(exc).__name__,
+                written,
+                resumes,
+            )
+            continue
+        if total is not None and before < written < total and resumes < _MAX_RESUMES:
+            resumes += 1
+            continue
+        break
     if total is not None and written != total:
         raise DownloadError(
             f"download of {safe_url(url)} ended at {written} of {total} bytes", provider=provider
@@ -164,15 +148,6 @@ def _fetch(
     if written == 0:
         raise DownloadError(f"download of {safe_url(url)} was empty", provider=provider)
     return hasher.hexdigest(), written
-
-
-def _flush(fh: Any, hasher: Any, buffer: bytearray) -> int:
-    size = len(buffer)
-    if size:
-        fh.write(buffer)
-        hasher.update(buffer)
-        buffer.clear()
-    return size
 
 
 def _resumes_at(response: httpx.Response, offset: int) -> bool:
