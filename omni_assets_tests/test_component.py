@@ -200,6 +200,7 @@ def _dg(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "COLUMNS": "200",
     }
     (project / ".dagster_home").mkdir(exist_ok=True)
+    (project / ".dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return subprocess.run(
         [str(BIN / "dg"), *args],
         cwd=project,
