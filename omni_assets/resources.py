@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 from pydantic import Field, PrivateAttr
 
 from .emulator_process import ensure_emulator
@@ -64,8 +64,8 @@ class ProviderResource(ConfigurableResource):  # type: ignore[type-arg]
                 ensure_emulator(self.emulator_url)
             self._client = get_provider(
                 self.provider_name,
-                api_key=self.api_key,
-                base_url=self.base_url,
+                api_key=_resolved(self.api_key) or "",
+                base_url=_resolved(self.base_url),
                 model=self.model,
                 timeout=self.timeout_s,
             )
@@ -82,6 +82,13 @@ class ProviderResource(ConfigurableResource):  # type: ignore[type-arg]
     def teardown_after_execution(self, context: Any) -> None:
         if self._client is not None:
             self._client.close()
+
+
+def _resolved(value: str | None) -> str | None:
+    """An unresolved ``EnvVar`` (a resource used outside a run) is its variable's *name*."""
+    if isinstance(value, EnvVar):
+        return value.get_value()
+    return value
 
 
 class JimmyAIResource(ProviderResource):
