@@ -22,7 +22,7 @@ from .materialize import MaterializedVideo
 from .probe import InvalidVideoError
 from .registry import Record
 from .runtime import OmniRuntime
-from .thumbnails import inline_thumbnail_md, preview_md
+from .thumbnails import thumbnail_and_preview_md
 
 __all__ = ["with_audit_fields"]
 
@@ -41,8 +41,9 @@ def with_audit_fields(
     preview: dict[str, Any] = {}
     path = runtime.storage.video_path(record.key)
     try:
-        head["thumbnail"] = MetadataValue.md(inline_thumbnail_md(runtime.storage.fs, path))
-        preview["preview"] = MetadataValue.md(preview_md(runtime.storage.fs, path))
+        inline, larger = thumbnail_and_preview_md(runtime.storage.fs, path)
+        head["thumbnail"] = MetadataValue.md(inline)
+        preview["preview"] = MetadataValue.md(larger)
     except (InvalidVideoError, OSError, av.FFmpegError) as exc:
         # The checks report an unplayable video; a missing thumbnail must not hide it.
         log.warning("no thumbnail for %s: %s", record.key, exc)
@@ -61,10 +62,7 @@ def with_audit_fields(
     chain = chain_fields(runtime.registry.get, record)
     if chain["parent"]:
         lineage["parent"] = MetadataValue.md(video_link(chain["parent"]))
-        lineage["extended_via"] = MetadataValue.text(
-            f"{chain['extended_via']}"
-            + (f" (parent task {chain['parent_task_id']})" if chain.get("parent_task_id") else "")
-        )
+        lineage["extended_via"] = MetadataValue.text(_extension(chain, record))
     lineage["chain_root"] = MetadataValue.md(video_link(chain["chain_root"]))
     lineage["chain_depth"] = MetadataValue.int(chain["chain_depth"])
     if chain["refresh_of"]:
@@ -81,6 +79,19 @@ def with_audit_fields(
 
 
 _FIRST = ("video", "prompt", "provider", "model", "task_id", "cost")
+
+
+def _extension(chain: Mapping[str, Any], record: Record) -> str:
+    """How the provider was told about the parent, in words."""
+    how = str(chain.get("extended_via"))
+    if how == "task_id":
+        return f"task_id (parent task {chain.get('parent_task_id')})"
+    video = (record.sources or {}).get("video") or {}
+    if video.get("via") == "presign":
+        return f"{how} (a presigned link to the stored parent video)"
+    if video.get("via") == "url":
+        return f"{how} (the parent's provider URL)"
+    return how
 
 
 def _name(source: Mapping[str, Any]) -> str:

@@ -22,6 +22,7 @@ __all__ = [
     "encode_image",
     "inline_thumbnail_md",
     "preview_md",
+    "thumbnail_and_preview_md",
 ]
 
 #: The UI shows markdown inline below this many characters (see the module docstring).
@@ -49,18 +50,27 @@ def inline_thumbnail_md(fs: Any, path: str, *, alt: str = "thumbnail") -> str:
     The widest thumbnail that fits; the narrowest one if none does (the UI then puts it behind
     its button, which still works).
     """
-    frame = thumbnail_frame(fs, path, _INLINE_WIDTHS[0])
+    return _inline(thumbnail_frame(fs, path, _INLINE_WIDTHS[0]), alt)
+
+
+def preview_md(fs: Any, path: str, *, alt: str = "preview", width: int = _PREVIEW_WIDTH) -> str:
+    """A larger ``![alt](data:...)`` (a few KB): shown behind the UI's "[Show Markdown]"."""
+    return _md(alt, thumbnail_frame(fs, path, width), quality=60)
+
+
+def thumbnail_and_preview_md(fs: Any, path: str) -> tuple[str, str]:
+    """:func:`inline_thumbnail_md` and :func:`preview_md` from one decoded frame."""
+    frame = thumbnail_frame(fs, path, _PREVIEW_WIDTH)
+    return _inline(frame, "thumbnail"), _md("preview", frame, quality=60)
+
+
+def _inline(frame: av.VideoFrame, alt: str) -> str:
     md = ""
     for width in _INLINE_WIDTHS:
         md = _md(alt, _resize(frame, width))
         if len(md) < INLINE_MD_LIMIT:
             break
     return md
-
-
-def preview_md(fs: Any, path: str, *, alt: str = "preview", width: int = _PREVIEW_WIDTH) -> str:
-    """A larger ``![alt](data:...)`` (a few KB): shown behind the UI's "[Show Markdown]"."""
-    return _md(alt, thumbnail_frame(fs, path, width), quality=60)
 
 
 def _md(alt: str, frame: av.VideoFrame, quality: int = 50) -> str:

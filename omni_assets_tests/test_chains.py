@@ -113,10 +113,12 @@ def test_three_hop_chains_on_every_provider_that_can_extend(env: PipelineEnv) ->
             if how == "task_id":
                 assert sidecar["parent_task_id"] == parent.task_id
                 assert video is None  # the parent travels as extend_from_task_id
+                assert meta["extended_via"].value == f"task_id (parent task {parent.task_id})"
             else:
                 # Local storage cannot presign: the parent's provider URL, still valid, is sent.
                 assert video is not None and video["via"] == "url"
                 assert video["url"] == parent.video_url
+                assert meta["extended_via"].value == "video_url (the parent's provider URL)"
 
 
 def test_chain_on_s3_presigns_the_parent_when_its_provider_url_is_expiring(
@@ -142,9 +144,9 @@ def test_chain_on_s3_presigns_the_parent_when_its_provider_url_is_expiring(
             with httpx.Client() as client:
                 body = client.get(video["url"]).content
             assert body == env.storage.read_bytes(env.storage.video_path(parent.key))
-            assert (
-                env.storage.read_json(env.storage.sidecar_path(child.key))["chain_depth"] == depth
-            )
+            sidecar = env.storage.read_json(env.storage.sidecar_path(child.key))
+            assert sidecar["chain_depth"] == depth
+            assert "presigned link" in _materialization(env, child.key)["extended_via"].value
     fresh_emulator.reset()
 
 
