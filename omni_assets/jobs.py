@@ -2,9 +2,12 @@
 
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
+    AssetMaterialization,
     Config,
     Failure,
     JobDefinition,
@@ -91,25 +94,26 @@ def build_jobs(provider_keys: Sequence[str]) -> tuple[JobDefinition, JobDefiniti
             if k in set(claimed) or _claimed_by(runtime, k, config.claim_token)
         ]
         failures: dict[str, str] = {}
+        stored = 0
         with ThreadPoolExecutor(DOWNLOAD_WORKERS) as pool:
             futures = {key: pool.submit(_materialize, runtime, key) for key in keys}
             for key, future in futures.items():
                 try:
-                    video = future.result()
+                    done = future.result()
                 except Exception as exc:  # storage backends raise their own types (botocore...)
                     registry.release(key)
                     failures[key] = str(exc)
                     context.log.error(f"{key}: download failed, will retry next tick: {exc}")
                     continue
-                record = registry.get(key)
-                assert record is not None
-                context.log_event(materialization_event(runtime, record, video))
-                commit_materialized(registry, video)
-                for evaluation in check_evaluations(runtime, record, video):
+                context.log_event(done.event)
+                commit_materialized(registry, done.video)
+                for evaluation in done.evaluations:
                     # Accepted at run time (a partitioned check result for the video asset);
                     # the stub's union predates asset checks.
                     context.log_event(evaluation)  # type: ignore[arg-type]
-                context.log.info(f"materialized {key}: {video.uri} ({video.size} bytes)")
+                stored += done.video.size
+        # One line for the run: each video already has its materialization event in the log.
+        context.log.info(f"materialized {len(keys) - len(failures)} videos ({stored:,} bytes)")
         yield Output(
             None,
             metadata={
@@ -154,9 +158,25 @@ def _claimed_by(runtime: OmniRuntime, key: str, token: str | None) -> bool:
     )
 
 
-def _materialize(runtime: OmniRuntime, key: str) -> MaterializedVideo:
+@dataclass(frozen=True)
+class _Done:
+    video: MaterializedVideo
+    event: AssetMaterialization
+    evaluations: list[AssetCheckEvaluation]
+
+
+def _materialize(runtime: OmniRuntime, key: str) -> _Done:
+    """Download and verify one video, and build its events (thumbnail included), off the op's
+    thread: the op's own thread only writes events, one video after another."""
     record = runtime.registry.get(key)
     assert record is not None
-    return materialize_record(
+    video = materialize_record(
         runtime.registry, runtime.providers[record.provider], runtime.storage, record, commit=False
+    )
+    record = runtime.registry.get(key)
+    assert record is not None
+    return _Done(
+        video,
+        materialization_event(runtime, record, video),
+        check_evaluations(runtime, record, video),
     )
