@@ -7,14 +7,18 @@ Every run launched is a real run in that instance (visible in ``dagster dev`` po
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dagster import (
     DagsterInstance,
+    DagsterRunStatus,
     Definitions,
     RunRequest,
+    RunsFilter,
     SensorResult,
     SkipReason,
     build_sensor_context,
@@ -26,6 +30,9 @@ from .registry import Record, RecordState, Registry
 __all__ = ["DriveResult", "LocalDriver"]
 
 SETTLED = (RecordState.MATERIALIZED, RecordState.FAILED, RecordState.UNKNOWN, RecordState.CANCELLED)
+# "host:pid" of the process that executes a run in-process: if that process is gone, so is the run.
+DRIVER_TAG = "omni/driver"
+_UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.NOT_STARTED]
 
 
 @dataclass
@@ -87,6 +94,7 @@ class LocalDriver:
         tags = dict(run.tags or {})
         if run.run_key:
             tags["dagster/run_key"] = run.run_key
+        tags[DRIVER_TAG] = f"{socket.gethostname()}:{os.getpid()}"
         run_config = {
             **(run.run_config or {}),
             "loggers": {"console": {"config": {"log_level": self.run_log_level}}},
@@ -96,6 +104,26 @@ class LocalDriver:
         )
         self.runs += 1
         return job_name
+
+    def fail_orphaned_runs(self) -> list[str]:
+        """Mark failed the runs a driver on this host started whose process has died.
+
+        A run executed in-process dies with its process (a kill, a crash, Ctrl-C twice) and
+        would stay "started" in the instance forever; the poll sensor would then never free
+        the videos it had claimed. Returns the run ids marked failed.
+        """
+        host = socket.gethostname()
+        failed = []
+        for run in self.instance.get_runs(RunsFilter(statuses=_UNFINISHED)):
+            owner = run.tags.get(DRIVER_TAG, "")
+            owner_host, _, pid = owner.rpartition(":")
+            if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            self.instance.report_run_failed(
+                run, f"the process that was running it ({owner}) is gone: killed or crashed"
+            )
+            failed.append(run.run_id)
+        return failed
 
     def drive(
         self,
@@ -108,6 +136,7 @@ class LocalDriver:
         """Tick until every request in ``keys`` (default: all registered) has settled."""
         deadline = time.monotonic() + timeout_s
         result = DriveResult()
+        self.fail_orphaned_runs()
         self.tick("omni_requests_sensor")
         while True:
             result.ticks += 1
@@ -128,3 +157,13 @@ class LocalDriver:
         if keys is None:
             return self.registry.records()
         return self.registry.get_many(keys)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True

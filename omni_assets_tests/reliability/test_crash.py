@@ -238,3 +238,43 @@ def test_crashes_lose_nothing_and_pay_nothing_twice(
     )
     assert not problems, "\n".join(problems)
     assert sum(kills.values()) >= 50, kills
+
+
+@pytest.mark.reliability
+def test_cli_run_resumes_after_being_killed_mid_download(
+    emulator_process: EmulatorProcess, tmp_path: Path
+) -> None:
+    """``omni-assets run`` (the real sensors and jobs) SIGKILLed inside a materialize run."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNI_", "DAGSTER_"))}
+    env |= {
+        "DAGSTER_HOME": str(home),
+        "OMNI_PROVIDER": "emulator",
+        "OMNI_EMULATOR_URL": emulator_process.url,
+        "OMNI_STORAGE_URL": str(tmp_path / "storage"),
+    }
+    requests = [
+        {"id": f"cli-{i}", "prompt": f"cli resume {i}", "model": "Omni-Flash-Ext", "duration": 4}
+        for i in range(3)
+    ]
+    path = tmp_path / "requests.yaml"
+    path.write_text(yaml.safe_dump({"requests": requests, "defaults": {"provider": "apimart"}}))
+    argv = [sys.executable, "-m", "omni_assets.cli", "run", str(path), "--timeout", "90"]
+
+    def run(**extra: str) -> Any:
+        return subprocess.run(
+            argv, env=env | extra, cwd=REPO, capture_output=True, text=True, timeout=180
+        )
+
+    killed = run(OMNI_CRASHPOINT="mid_download:2")
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    started = time.monotonic()
+    resumed = run()
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "3/3 materialized" in resumed.stdout
+    assert time.monotonic() - started < 60  # the dead run's claims are freed at once
+    created = tasks_by_prompt(emulator_process.audit())
+    assert [created[r["prompt"]] for r in requests] == [1, 1, 1]
+    assert final_path_problems(tmp_path / "storage" / "videos")[0] == []
