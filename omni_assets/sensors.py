@@ -52,7 +52,10 @@ TICK_BUDGET_S = 40.0
 MAX_VIDEOS_PER_RUN = 200
 PROGRESS_KEYS = 20  # tasks named in the tick log's progress line; the rest are counted
 STALE_SUBMIT_S = 600.0  # a POST never takes this long: the submitter died
-STALE_CLAIM_S = 900.0
+# A claim whose run does not exist this long after the tick: the process that should have
+# launched it died in between (a run is created within seconds of its tick). Releasing early is
+# harmless: a late run re-checks that it still holds each claim before downloading.
+STALE_CLAIM_S = 120.0
 _ACTIVE = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -239,8 +242,10 @@ def _recover_stale(context: Any, runtime: OmniRuntime) -> None:
         token = record.run_id
         if not token:
             continue
+        # The sensor's claims are run keys; the blocking path claims with its run id.
         runs = context.instance.get_runs(RunsFilter(tags={"dagster/run_key": token}), limit=1)
-        if runs and runs[0].status in _ACTIVE:
+        run = runs[0] if runs else context.instance.get_run_by_id(token)
+        if run is not None and run.status in _ACTIVE:
             continue
-        if runs or (record.claimed_at or 0) < time.time() - STALE_CLAIM_S:
+        if run is not None or (record.claimed_at or 0) < time.time() - STALE_CLAIM_S:
             registry.release(record.key)
