@@ -93,6 +93,8 @@ def materialize_record(
     sidecar.update(chain_fields(registry.get, record))  # parent, chain_root/depth, refresh_of
     crashpoint("before_sidecar")
     storage.write_json_atomic(sidecar_path, sidecar)
+    for leftover in storage.remove_partials(path) + storage.remove_partials(sidecar_path):
+        log.info("removed %s, left by an interrupted earlier attempt", leftover)
     crashpoint("before_record")
     if commit:
         registry.record_materialized(record.key, result.uri, result.sha256, result.size)

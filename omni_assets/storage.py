@@ -222,6 +222,18 @@ class VideoStorage:
                 moved = target if ext == "mp4" else moved
         return moved
 
+    def remove_partials(self, path: str) -> list[str]:
+        """Remove the temporary files left for ``path`` (``<path>.partial-*``); returns them.
+
+        What a killed download or write leaves behind. Only for a caller that owns ``path``
+        right now (a claimed video): another writer's temporary file would go too.
+        """
+        found = [str(p) for p in self._fs.glob(f"{path}{PARTIAL_MARKER}*")]
+        for leftover in found:
+            with suppress(FileNotFoundError):
+                self._fs.rm_file(leftover)
+        return found
+
     def cleanup_partials(self, older_than_s: float, *, now: float | None = None) -> list[str]:
         """Remove temporary ``.partial-`` files older than ``older_than_s``; returns their paths.
 

@@ -170,6 +170,8 @@ def run_trial(number: int, rng: random.Random, root: Path, emulator: EmulatorPro
         registry.close()
     trial.problems += final_path_problems(workdir / "storage" / "videos")[0]
     trial.partials = final_path_problems(workdir / "storage" / "videos")[1]
+    if trial.partials:
+        trial.problems.append(f"trial {number}: {trial.partials} temporary files left behind")
     shutil.rmtree(workdir / "storage" / "videos", ignore_errors=True)  # 15 MB a trial
     return trial
 
