@@ -202,10 +202,12 @@ def test_two_hundred_requests_under_provider_faults(
         duplicated=sum(max(0, n - 1) for n in by_prompt.values()),
         lost=sum(1 for p in problems if "LOST" in p),
         runs=result.runs,
+        callbacks=audit["counts"]["callbacks"],
         wall_s=round(seconds, 1),
         bound_s=BOUND_S,
     )
     assert not problems, "\n".join(problems)
+    assert audit["counts"]["callbacks"] == 0  # we poll; CRUN is never given a callback_url
     assert seconds < BOUND_S
     assert states["materialized"] >= REQUESTS * 0.75, states
 
