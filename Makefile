@@ -25,7 +25,11 @@ typecheck: setup
 	$(BIN)/mypy
 
 unit: setup
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -m "not reliability"
+
+# Crashes, provider and storage faults, bad input, secrets (docs/reliability.md); ~7 minutes.
+reliability: setup
+	$(BIN)/pytest -q -p no:cacheprovider -m reliability omni_assets_tests/reliability
 
 # The whole suite: lint, types, every test.
 test: lint typecheck unit
