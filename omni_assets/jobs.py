@@ -14,7 +14,6 @@ from dagster import (
     MetadataValue,
     OpExecutionContext,
     Output,
-    in_process_executor,
     job,
     op,
 )
@@ -35,9 +34,6 @@ SUBMIT_JOB = "omni_submit"
 MATERIALIZE_JOB = "omni_materialize"
 # Downloads are network-bound; a few at once fill the pipe without starving a 2-core machine.
 DOWNLOAD_WORKERS = 4
-# Each job is one op: the default multiprocess executor would only start a second process
-# (imports and code location load again, seconds) before any work is done.
-_EXECUTOR = in_process_executor
 
 
 class MaterializeConfig(Config):
@@ -129,7 +125,6 @@ def build_jobs(provider_keys: Sequence[str]) -> tuple[JobDefinition, JobDefiniti
 
     @job(
         name=SUBMIT_JOB,
-        executor_def=_EXECUTOR,
         tags={"omni/job": "submit"},
         description="Submit pending video requests to their providers.",
     )
@@ -138,7 +133,6 @@ def build_jobs(provider_keys: Sequence[str]) -> tuple[JobDefinition, JobDefiniti
 
     @job(
         name=MATERIALIZE_JOB,
-        executor_def=_EXECUTOR,
         tags={"omni/job": "materialize"},
         description="Download and record finished videos (launched by omni_poll_sensor).",
     )
