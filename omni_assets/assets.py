@@ -2,8 +2,8 @@
 
 Two paths lead to a materialized partition:
 
-* the sensor path (the main one): the poll sensor sees finished tasks and launches one
-  ``omni_materialize`` run per tick, whose op reports an ``AssetMaterialization`` (and check
+* the sensor path (the main one): the poll sensor sees finished tasks and launches batched
+  ``omni_materialize`` runs, whose op reports an ``AssetMaterialization`` (and check
   evaluations) per partition;
 * the blocking path: "Materialize" on a partition runs :func:`omni_video` itself, which submits
   the request (or resumes its registered task), waits within the deadline and downloads.
