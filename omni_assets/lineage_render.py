@@ -60,12 +60,12 @@ def chains_summary_md(graph: LineageGraph, limit: int = 999) -> str:
 
 def lineage_markdown(graph: LineageGraph, max_rows: int = MAX_ROWS) -> str:
     """Chains as nested lists, then a videos table and an images table, with links."""
+    chains = graph.chains()
     parts = [
         f"**{len(graph.videos)} videos, {len(graph.images)} images, "
-        f"{len(graph.chains())} extension chains** — as of {_when(graph.generated_at)}; "
+        f"{len(chains)} extension chains** — as of {_when(graph.generated_at)}; "
         "the whole graph is in `lineage/graph.json` in storage.",
     ]
-    chains = graph.chains()
     if chains:
         parts.append("### Extension chains")
         lines: list[str] = []
@@ -125,7 +125,7 @@ def lineage_markdown(graph: LineageGraph, max_rows: int = MAX_ROWS) -> str:
                         image_link(i.id, _image_label(graph, i.id)),
                         f"`{(i.sha256 or '')[:16]}`",
                         _dims(i),
-                        ", ".join(video_link(k) for k in sorted(users.get(i.id, []))),
+                        _some_links(sorted(users.get(i.id, []))),
                     ]
                     for i in images[:max_rows]
                 ],
@@ -222,6 +222,11 @@ def _image_lines(image: ImageNode, pad: str) -> list[str]:
             + (f", valid until {_when(until)}" if until else "")
         )
     return lines
+
+
+def _some_links(keys: Sequence[str], limit: int = 10) -> str:
+    links = ", ".join(video_link(k) for k in keys[:limit])
+    return links + (f" … and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 def _image_label(graph: LineageGraph, image_id: str) -> str:
