@@ -167,7 +167,8 @@ def record_timings(record: Record) -> dict[str, Any]:
     """Seconds spent queued+generating at the provider, from our own clock and the provider's."""
     out: dict[str, Any] = {}
     if record.submitted_at and record.remote_done_at:
-        out["generation_s"] = round(record.remote_done_at - record.submitted_at, 3)
+        # Providers report completion in whole seconds; never show a negative generation time.
+        out["generation_s"] = round(max(0.0, record.remote_done_at - record.submitted_at), 3)
     if record.registered_at and record.submitted_at:
         out["queue_s"] = round(record.submitted_at - record.registered_at, 3)
     return out
