@@ -1,0 +1,44 @@
+"""The code location of the end-to-end benchmark: the default one, with submission budgets raised.
+
+Everything comes from the documented environment (``OMNI_*``) as in ``omni_assets.definitions``;
+only the APIMart resource's config differs: ``max_in_flight`` and ``rate_limit_per_s`` from
+``BENCH_MAX_IN_FLIGHT`` / ``BENCH_RATE_LIMIT_PER_S`` (the default 20 in flight would make 200
+requests take ten generation times), and polling as often as the sensor ticks. With
+``BENCH_EXECUTOR=in_process`` the code location's default executor is Dagster's
+``in_process_executor`` (the deployment setting docs/production.md describes): each job has one
+step, so the default multiprocess executor only adds a process start per run.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagster import Definitions, in_process_executor
+
+from omni_assets.definitions import build_definitions
+from omni_assets.resources import APIMartResource
+from omni_assets.settings import EMULATOR_API_KEY, Settings
+
+
+def _omni() -> Definitions:
+    settings = Settings.from_env()
+    return build_definitions(
+        settings=settings,
+        providers={
+            "apimart": APIMartResource(
+                api_key=EMULATOR_API_KEY,
+                base_url=f"{settings.emulator_url}/apimart",
+                emulator_url=settings.emulator_url,
+                poll_interval_s=1.0,
+                max_in_flight=int(os.environ.get("BENCH_MAX_IN_FLIGHT", "1000")),
+                rate_limit_per_s=float(os.environ.get("BENCH_RATE_LIMIT_PER_S", "20")),
+            )
+        },
+    )
+
+
+defs = (
+    Definitions.merge(_omni(), Definitions(executor=in_process_executor))
+    if os.environ.get("BENCH_EXECUTOR") == "in_process"
+    else _omni()
+)
