@@ -31,8 +31,8 @@ unit: setup
 reliability: setup
 	$(BIN)/pytest -q -p no:cacheprovider -m reliability omni_assets_tests/reliability
 
-# The whole suite: lint, types, every test.
-test: lint typecheck unit
+# The whole suite: lint, types, every test, the reliability suite.
+test: lint typecheck unit reliability
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
