@@ -31,6 +31,7 @@ __all__ = [
     "EmulatorProcess",
     "Row",
     "Scoreboard",
+    "cli",
     "free_port",
     "median_time",
     "parser",
@@ -196,9 +197,14 @@ class Scoreboard:
         return "\n".join(lines)
 
 
-def parser(description: str) -> argparse.ArgumentParser:
-    """The options every benchmark takes (and quieter Dagster logs: only the verdicts matter)."""
+def cli(main: Callable[[], int]) -> None:
+    """Run a benchmark as a command: quieter logs (only the verdicts matter), exit with its code."""
     logging.disable(logging.INFO)
+    raise SystemExit(main())
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (seconds)")
     p.add_argument("--json", metavar="PATH", help="append result rows to this JSON-lines file")

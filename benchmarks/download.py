@@ -35,7 +35,7 @@ from omni_assets.providers import get_provider
 from omni_assets.providers.base import TaskState
 from omni_assets.registry import PollUpdate, Registry
 
-from .common import API_KEY, EmulatorProcess, Row, Scoreboard, command, parser
+from .common import API_KEY, EmulatorProcess, Row, Scoreboard, cli, command, parser
 from .fixtures import PROVIDER, register_keys, request_for
 
 MB = 1024 * 1024
@@ -263,4 +263,4 @@ def _start_s3() -> Any:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli(main)

@@ -44,7 +44,7 @@ import yaml
 
 from omni_assets.registry import Record, RecordState, Registry
 
-from .common import API_KEY, EmulatorProcess, Row, Scoreboard, command, env, parser
+from .common import API_KEY, EmulatorProcess, Row, Scoreboard, cli, command, env, parser
 from .fixtures import MODEL, PROVIDER
 
 REPO = Path(__file__).resolve().parent.parent
@@ -397,4 +397,4 @@ _STAGES = (
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli(main)

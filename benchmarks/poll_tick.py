@@ -36,7 +36,7 @@ from omni_assets.runtime import OmniRuntime
 from omni_assets.sensors import poll_tick
 from omni_assets.storage import VideoStorage
 
-from .common import API_KEY, EmulatorProcess, Row, Scoreboard, command, parser
+from .common import API_KEY, EmulatorProcess, Row, Scoreboard, cli, command, parser
 from .fixtures import AUTH, PROVIDER, create_tasks, finished_records, in_flight_records
 
 CONCURRENCY = 32
@@ -183,4 +183,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli(main)

@@ -41,7 +41,7 @@ from omni_assets.definitions import build_definitions
 from omni_assets.resources import OmniRegistryResource, OmniStorageResource
 from omni_assets.settings import Settings
 
-from .common import Row, Scoreboard, command, env, free_port, parser
+from .common import Row, Scoreboard, cli, command, env, free_port, parser
 from .fixtures import MODEL, PROVIDER
 
 REPO = Path(__file__).resolve().parent.parent
@@ -292,4 +292,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli(main)

@@ -23,7 +23,7 @@ from omni_assets.registry import RecordState, Registry
 from omni_assets.storage import VideoStorage
 from omni_assets.submit import SubmitLimits, submit_pending
 
-from .common import API_KEY, EmulatorProcess, Row, Scoreboard, command, parser
+from .common import API_KEY, EmulatorProcess, Row, Scoreboard, cli, command, parser
 from .fixtures import PROVIDER, register_pending
 
 LIMIT = 20.0
@@ -87,4 +87,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli(main)
