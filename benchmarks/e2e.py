@@ -7,8 +7,9 @@ Ours: ``dagster-daemon run`` on a temporary ``DAGSTER_HOME`` with the code locat
 ``benchmarks.e2e_location`` (the default one with APIMart's ``max_in_flight`` raised, see there).
 The daemon is started first and left to warm up (code location loaded, first poll tick); the
 clock starts when the requests file is written, and stops when the last video is materialized.
-``--executor`` picks the code location's executor: ``in_process`` (the default here: each job
-has one step) or ``multiprocess`` (Dagster's default: one more process start per run).
+``--executor`` picks how the two jobs run: ``in_process`` (as shipped: each job has one op) or
+``multiprocess`` (``build_definitions(job_executor=None)``: Dagster's default executor, one more
+process start per run; reported, not held to the target).
 The baseline is one ``asyncio`` + ``httpx`` script that submits the same 200 requests, polls each
 task, and streams each finished mp4 to local disk. Both talk to the same emulator (a separate
 process) and have the same settings:
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         "--executor",
         choices=["in_process", "multiprocess"],
         default="in_process",
-        help="the code location's executor (Dagster's default is multiprocess)",
+        help="in_process as shipped; multiprocess = Dagster's default executor (reported only)",
     )
     args = p.parse_args(argv)
     n, generation = (10, 5.0) if args.quick else (200, 60.0)
@@ -319,8 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{ours_wall:.1f} s",
             f"{base_wall:.1f} s (asyncio + httpx)",
             f"{ratio:.2f}x",
-            f"<= {WALL_TARGET:g}x",
-            ratio <= WALL_TARGET,
+            f"<= {WALL_TARGET:g}x" if args.executor == "in_process" else "reported",
+            ratio <= WALL_TARGET if args.executor == "in_process" else None,
         )
     )
     stages_ours = _stages_ours(ours, created, generation)

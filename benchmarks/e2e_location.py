@@ -3,10 +3,9 @@
 Everything comes from the documented environment (``OMNI_*``) as in ``omni_assets.definitions``;
 only the APIMart resource's config differs: ``max_in_flight`` and ``rate_limit_per_s`` from
 ``BENCH_MAX_IN_FLIGHT`` / ``BENCH_RATE_LIMIT_PER_S`` (the default 20 in flight would make 200
-requests take ten generation times), and polling as often as the sensor ticks. With
-``BENCH_EXECUTOR=in_process`` the code location's default executor is Dagster's
-``in_process_executor`` (the deployment setting docs/production.md describes): each job has one
-step, so the default multiprocess executor only adds a process start per run.
+requests take ten generation times), and polling as often as the sensor ticks. The two jobs run
+in process as shipped; ``BENCH_EXECUTOR=multiprocess`` puts them on Dagster's default
+multiprocess executor instead (``job_executor=None``), a process start more per run.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from omni_assets.settings import EMULATOR_API_KEY, Settings
 
 def _omni() -> Definitions:
     settings = Settings.from_env()
+    multiprocess = os.environ.get("BENCH_EXECUTOR") == "multiprocess"
     return build_definitions(
         settings=settings,
         providers={
@@ -34,11 +34,8 @@ def _omni() -> Definitions:
                 rate_limit_per_s=float(os.environ.get("BENCH_RATE_LIMIT_PER_S", "20")),
             )
         },
+        job_executor=None if multiprocess else in_process_executor,
     )
 
 
-defs = (
-    Definitions.merge(_omni(), Definitions(executor=in_process_executor))
-    if os.environ.get("BENCH_EXECUTOR") == "in_process"
-    else _omni()
-)
+defs = _omni()

@@ -154,6 +154,11 @@ class OmniVideoComponent(dg.Component, dg.Resolvable, dg.Model):
     schedule: OmniScheduleConfig | None = Field(
         default=None, description="Optional scheduled refresh of named requests."
     )
+    jobs_in_process: bool = Field(
+        default=True,
+        description="Run omni_submit and omni_materialize (one op each) in their run's process; "
+        "false leaves them on the code location's executor.",
+    )
     emulator_url: str | None = Field(
         default=None,
         description="Point every provider at the built-in emulator at this URL (offline trials, "
@@ -242,4 +247,5 @@ class OmniVideoComponent(dg.Component, dg.Resolvable, dg.Model):
             upstream_requests=self.upstream_requests,
             poll_interval_s=self.poll_interval_seconds,
             refresh=refresh,
+            job_executor=dg.in_process_executor if self.jobs_in_process else None,
         )

@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dagster import AssetsDefinition, Definitions, EnvVar, asset
+from dagster import (
+    AssetsDefinition,
+    Definitions,
+    EnvVar,
+    ExecutorDefinition,
+    asset,
+    in_process_executor,
+)
 
 from .assets import build_video_asset
 from .jobs import build_jobs
@@ -71,17 +78,22 @@ def build_definitions(
     extra_assets: Sequence[AssetsDefinition] = (),
     poll_interval_s: int | None = None,
     refresh: RefreshConfig | None = None,
+    job_executor: ExecutorDefinition | None = in_process_executor,
 ) -> Definitions:
     """Everything omni_assets adds to a code location.
 
     ``upstream_requests`` names assets of yours whose output is a list/table of requests; each
     gets a ``<name>_video_requests`` asset that registers them (see requests_asset.py).
     ``refresh`` (default: from ``OMNI_REFRESH_*``, see refresh.py) adds ``omni_refresh_schedule``.
+    ``job_executor`` runs ``omni_submit`` and ``omni_materialize``: in process by default, since
+    each is one op and a process per step would only add a second process start (imports and
+    code location load: ~4 s and ~4 CPU-s a run, docs/benchmarks.md); ``None`` leaves them on
+    the code location's executor (e.g. ``k8s_job_executor``). Your own jobs are not affected.
     """
     settings = settings or Settings.from_env()
     providers = providers if providers is not None else provider_resources(settings)
     keys = sorted(providers)
-    submit_job, materialize_job = build_jobs(keys)
+    submit_job, materialize_job = build_jobs(keys, job_executor)
     intake_assets = [build_requests_asset(u, keys) for u in upstream_requests]
     video = build_video_asset(keys, deps=[source_images_dep, *(a.key for a in intake_assets)])
     refresh = refresh or RefreshConfig.from_env()

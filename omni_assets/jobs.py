@@ -9,6 +9,7 @@ from dagster import (
     AssetCheckEvaluation,
     AssetMaterialization,
     Config,
+    ExecutorDefinition,
     Failure,
     JobDefinition,
     MetadataValue,
@@ -43,7 +44,11 @@ class MaterializeConfig(Config):
     )
 
 
-def build_jobs(provider_keys: Sequence[str]) -> tuple[JobDefinition, JobDefinition]:
+def build_jobs(
+    provider_keys: Sequence[str], executor: ExecutorDefinition | None = None
+) -> tuple[JobDefinition, JobDefinition]:
+    """``omni_submit`` and ``omni_materialize``; ``executor=None`` leaves them on the code
+    location's executor."""
     resource_keys = {"omni_storage", "omni_registry", *provider_keys}
 
     @op(required_resource_keys=resource_keys, tags={"kind": "omni"})
@@ -125,6 +130,7 @@ def build_jobs(provider_keys: Sequence[str]) -> tuple[JobDefinition, JobDefiniti
 
     @job(
         name=SUBMIT_JOB,
+        executor_def=executor,
         tags={"omni/job": "submit"},
         description="Submit pending video requests to their providers.",
     )
@@ -133,6 +139,7 @@ def build_jobs(provider_keys: Sequence[str]) -> tuple[JobDefinition, JobDefiniti
 
     @job(
         name=MATERIALIZE_JOB,
+        executor_def=executor,
         tags={"omni/job": "materialize"},
         description="Download and record finished videos (launched by omni_poll_sensor).",
     )

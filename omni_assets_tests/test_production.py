@@ -8,8 +8,8 @@ task registry in the same database. Two tests:
   requests -> submitted -> polled -> materialized videos, every record in Postgres;
 * the deployment shape: ``dagster api grpc`` serving ``omni_assets.definitions`` as its own
   process, ``dagster-daemon`` loading ``deploy/workspace.yaml`` that points at it, runs going
-  through the queued run coordinator with its tag limits, steps in worker processes
-  (multiprocess executor), videos on the SeaweedFS S3 server.
+  through the queued run coordinator with its tag limits, each job's one op in its run's process
+  (no step worker processes), videos on the SeaweedFS S3 server.
 """
 
 from __future__ import annotations
@@ -297,9 +297,8 @@ def test_code_server_over_grpc_with_queue_on_postgres_and_s3(
         # One download run per provider per tick, each tagged for the per-provider limit.
         assert {r.tags["omni/provider"] for r in materialize} == {"apimart", "jimmyai", "crun"}
         for run in runs:
-            # Through the queue, launched as its own process from the code server. (The two
-            # jobs are single-op and run in process: see jobs.py; worker processes per step
-            # only added a second process start per run.)
+            # Through the queue, launched as its own process from the code server; the one op
+            # runs in that process (build_definitions' job_executor): no step worker process.
             types = {
                 e.dagster_event.event_type
                 for e in instance.all_logs(run.run_id)
@@ -307,6 +306,7 @@ def test_code_server_over_grpc_with_queue_on_postgres_and_s3(
             }
             assert DagsterEventType.RUN_ENQUEUED in types
             assert DagsterEventType.RUN_SUCCESS in types
+            assert DagsterEventType.STEP_WORKER_STARTING not in types
             assert run.remote_job_origin is not None
             assert run.remote_job_origin.location_name == "omni_assets"
     finally:

@@ -1,0 +1,70 @@
+"""Which executor runs omni_submit and omni_materialize: in process unless the deployment says.
+
+Each job is one op, so Dagster's default multiprocess executor would only start a second process
+per run (docs/benchmarks.md: 1.40x instead of 1.19x of a hand-written script end to end). The
+daemon test in test_production.py checks that runs launched there start no step worker process.
+"""
+
+from __future__ import annotations
+
+from dagster import (
+    Definitions,
+    define_asset_job,
+    in_process_executor,
+    multiprocess_executor,
+)
+from dagster.components.testing import create_defs_folder_sandbox
+
+from omni_assets.components import OmniVideoComponent
+from omni_assets.definitions import build_definitions, product_catalog_prompts
+from omni_assets.jobs import MATERIALIZE_JOB, SUBMIT_JOB
+from omni_assets.resources import OmniStorageResource
+
+JOBS = (SUBMIT_JOB, MATERIALIZE_JOB)
+TYPE = "omni_assets.components.OmniVideoComponent"
+
+
+def _executors(defs: Definitions, names: tuple[str, ...] = JOBS) -> set[str]:
+    return {defs.resolve_job_def(name).executor_def.name for name in names}
+
+
+def test_omni_jobs_run_in_process_by_default() -> None:
+    defs = build_definitions(storage=OmniStorageResource(url="/tmp/unused"))
+    assert _executors(defs) == {in_process_executor.name}
+
+
+def test_a_code_location_executor_applies_when_asked_and_never_to_your_jobs() -> None:
+    mine = define_asset_job("my_job", selection=[product_catalog_prompts.key])
+    ours = build_definitions(
+        storage=OmniStorageResource(url="/tmp/unused"), extra_assets=[product_catalog_prompts]
+    )
+    # Default: the deployment's executor reaches the user's jobs, not the two single-op jobs.
+    merged = Definitions.merge(ours, Definitions(jobs=[mine], executor=multiprocess_executor))
+    assert _executors(merged) == {in_process_executor.name}
+    assert _executors(merged, ("my_job",)) == {multiprocess_executor.name}
+    # job_executor=None: the omni jobs follow the code location too.
+    inherited = Definitions.merge(
+        build_definitions(storage=OmniStorageResource(url="/tmp/unused"), job_executor=None),
+        Definitions(executor=multiprocess_executor),
+    )
+    assert _executors(inherited) == {multiprocess_executor.name}
+
+
+def test_component_option_leaves_the_jobs_on_the_code_location_executor() -> None:
+    def load(**extra: object) -> set[str]:
+        attributes = {
+            "providers": {"apimart": {}},
+            "storage": {"url": "/tmp/unused"},
+            "emulator_url": "http://127.0.0.1:9",
+            **extra,
+        }
+        with create_defs_folder_sandbox() as sandbox:
+            path = sandbox.scaffold_component(
+                OmniVideoComponent, defs_yaml_contents={"type": TYPE, "attributes": attributes}
+            )
+            with sandbox.load_component_and_build_defs(defs_path=path) as (_, defs):
+                merged = Definitions.merge(defs, Definitions(executor=multiprocess_executor))
+                return _executors(merged)
+
+    assert load() == {in_process_executor.name}
+    assert load(jobs_in_process=False) == {multiprocess_executor.name}
