@@ -130,6 +130,12 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
         f"\n{done}/{len(records)} materialized, {len(checked.issues)} "
         f"rejected, {result.runs} runs, {time.monotonic() - started:.1f}s"
     )
+    for provider, reason in result.refused.items():
+        print(
+            f"stopped: {provider} refused submissions ({reason}); nothing was created for its "
+            "pending requests. Fix the key, balance or configuration, then run the same "
+            "command again"
+        )
     if result.timed_out:
         print(f"timed out after {timeout_s:.0f}s; run the same command again to resume")
     ok = result.ok and not checked.issues and bool(records)

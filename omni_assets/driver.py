@@ -33,6 +33,9 @@ SETTLED = (RecordState.MATERIALIZED, RecordState.FAILED, RecordState.UNKNOWN, Re
 # "host:pid" of the process that executes a run in-process: if that process is gone, so is the run.
 DRIVER_TAG = "omni/driver"
 _UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.NOT_STARTED]
+# Refusals that leave requests pending: the daemon tries again on later ticks (a top-up, a new
+# key), but a one-shot drive has nothing to wait for once every unsettled request is behind one.
+REFUSALS = frozenset({"AuthenticationError", "InsufficientBalanceError", "ProviderNotConfigured"})
 
 
 @dataclass
@@ -41,10 +44,16 @@ class DriveResult:
     runs: int = 0
     ticks: int = 0
     timed_out: bool = False
+    #: provider -> its refusal ("AuthenticationError: ..."), when the drive stopped on one.
+    refused: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.timed_out and all(r.state == RecordState.MATERIALIZED for r in self.records)
+        return (
+            not self.timed_out
+            and not self.refused
+            and all(r.state == RecordState.MATERIALIZED for r in self.records)
+        )
 
 
 class LocalDriver:
@@ -132,9 +141,16 @@ class LocalDriver:
         timeout_s: float = 600.0,
         interval_s: float = 1.0,
         on_tick: Callable[[list[Record]], None] | None = None,
+        stop_on_refusal: bool = True,
     ) -> DriveResult:
-        """Tick until every request in ``keys`` (default: all registered) has settled."""
+        """Tick until every request in ``keys`` (default: all registered) has settled.
+
+        With ``stop_on_refusal``, also stop when everything unsettled waits on a provider that
+        refused a submission during this drive (bad key, no balance, not configured):
+        ``result.refused`` says which and why; nothing was created for those requests.
+        """
         deadline = time.monotonic() + timeout_s
+        since = time.time()
         result = DriveResult()
         self.fail_orphaned_runs()
         self.tick("omni_requests_sensor")
@@ -146,12 +162,34 @@ class LocalDriver:
                 on_tick(records)
             if all(r.state in SETTLED for r in records):
                 break
+            if stop_on_refusal:
+                result.refused = self._blocking_refusals(records, since)
+                if result.refused:
+                    break
             if time.monotonic() > deadline:
                 result.timed_out = True
                 break
             time.sleep(interval_s)
         result.records, result.runs = self._records(keys), self.runs
         return result
+
+    def _blocking_refusals(self, records: list[Record], since: float) -> dict[str, str]:
+        """provider -> reason, if every unsettled record is pending behind a refusal since
+        ``since``; else empty."""
+        unsettled = [r for r in records if r.state not in SETTLED]
+        refused: dict[str, str] = {}
+        for r in unsettled:
+            if r.state is not RecordState.PENDING:
+                return {}
+            error = r.error or {}
+            if r.provider in refused or error.get("error") not in REFUSALS:
+                continue
+            history = self.registry.history(r.key)
+            if history and history[-1].at >= since:  # refused now, not in an earlier drive
+                refused[r.provider] = f"{error['error']}: {error.get('message', '')}"
+        if not all(r.provider in refused for r in unsettled):
+            return {}
+        return refused
 
     def _records(self, keys: list[str] | None) -> list[Record]:
         if keys is None:

@@ -231,8 +231,12 @@ def test_no_balance_blocks_submission_without_losing_anything(
         (tmp_path / "dagster_home").mkdir()
         with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
             driver = LocalDriver(make_defs(tmp_path, broke, requests_path), instance, registry)
-            stalled = driver.drive(timeout_s=8.0, interval_s=0.5)
-            assert stalled.timed_out  # waiting for a top-up, not failing
+            # A one-shot drive stops on the refusal; the daemon's sensors would keep the
+            # requests for a later tick (a top-up), which the second drive stands for.
+            stalled = driver.drive(timeout_s=60.0, interval_s=0.5)
+            assert not stalled.timed_out
+            assert list(stalled.refused) == ["toapis"]
+            assert "InsufficientBalanceError" in stalled.refused["toapis"]
             assert {r.state for r in stalled.records} == {RecordState.PENDING}
             # The first refused request carries the reason; the others were not even tried.
             reasons = [str(r.error) for r in stalled.records if r.error]
