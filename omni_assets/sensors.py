@@ -86,6 +86,13 @@ def register_requests(
     return checked, [*result.new, *result.changed]
 
 
+def _even_chunks(keys: list[str], most: int) -> list[list[str]]:
+    """``keys`` in order, in as few chunks of at most ``most`` as possible, of even sizes."""
+    count = -(-len(keys) // most)
+    size = -(-len(keys) // count) if count else most
+    return [keys[start : start + size] for start in range(0, len(keys), size)]
+
+
 def _active_runs(context: SensorEvaluationContext, job_name: str) -> int:
     return len(
         context.instance.get_run_ids(RunsFilter(job_name=job_name, statuses=_ACTIVE), limit=1)
@@ -202,11 +209,12 @@ def poll_tick(context: SensorEvaluationContext, runtime: OmniRuntime) -> SensorR
     # Runs per provider (the omni/provider tag lets the run queue cap concurrent downloads per
     # provider: tag_concurrency_limits in deploy/dagster.yaml) of at most MAX_VIDEOS_PER_RUN:
     # a run writes its videos' events one after another (~0.1 s each on SQLite storage), so a
-    # tick's batch split over a few runs lands several times sooner than in one long run.
+    # tick's batch split over a few runs lands several times sooner than in one long run. The
+    # runs are even (101 videos: 34/34/33, not 50/50/1): the batch lands when its largest does.
     batches = [
-        (provider, keys[start : start + MAX_VIDEOS_PER_RUN])
+        (provider, chunk)
         for provider, keys in sorted(ready.items())
-        for start in range(0, len(keys), MAX_VIDEOS_PER_RUN)
+        for chunk in _even_chunks(keys, MAX_VIDEOS_PER_RUN)
     ]
     for provider, keys in batches:
         token = f"materialize-{uuid.uuid4().hex[:12]}"

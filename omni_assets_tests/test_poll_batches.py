@@ -44,9 +44,9 @@ def _ready(registry: Registry, n: int) -> list[str]:
     return keys
 
 
-def test_finished_videos_are_split_into_runs_of_at_most_50(tmp_path: Path) -> None:
+def test_finished_videos_are_split_into_even_runs_of_at_most_50(tmp_path: Path) -> None:
     registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
-    keys = _ready(registry, 2 * MAX_VIDEOS_PER_RUN + 20)
+    keys = _ready(registry, 2 * MAX_VIDEOS_PER_RUN + 1)
     client = get_provider("apimart", api_key="k", base_url="http://127.0.0.1:9/apimart")
     runtime = OmniRuntime(
         registry, VideoStorage(str(tmp_path / "s")), {"apimart": client}, "apimart"
@@ -59,7 +59,8 @@ def test_finished_videos_are_split_into_runs_of_at_most_50(tmp_path: Path) -> No
     assert isinstance(result, SensorResult)
     runs = [r for r in result.run_requests or [] if r.job_name == MATERIALIZE_JOB]
     batches = [r.run_config["ops"]["materialize_ready_videos"]["config"] for r in runs]
-    assert [len(b["keys"]) for b in batches] == [MAX_VIDEOS_PER_RUN, MAX_VIDEOS_PER_RUN, 20]
+    # 101 videos: three runs of 34/34/33 (not 50/50/1, which would land when a 50 does).
+    assert [len(b["keys"]) for b in batches] == [34, 34, 33]
     assert sorted(k for b in batches for k in b["keys"]) == keys  # each video in one run
     for run, batch in zip(runs, batches, strict=True):
         assert run.tags["omni/videos"] == str(len(batch["keys"]))
