@@ -26,6 +26,7 @@ from dagster import (
 
 from .assets import omni_video_partitions
 from .registry import Record, RecordState, Registry
+from .submit import recover_stale_submits
 
 __all__ = ["DriveResult", "LocalDriver"]
 
@@ -152,7 +153,13 @@ class LocalDriver:
         deadline = time.monotonic() + timeout_s
         since = time.time()
         result = DriveResult()
-        self.fail_orphaned_runs()
+        if self.fail_orphaned_runs() and not self.instance.get_runs(
+            RunsFilter(statuses=_UNFINISHED), limit=1
+        ):
+            # A driver died inside a run and nothing runs now: whatever is still "submitting"
+            # was that run's, so settle it at once (replay under the same idempotency key, or
+            # unknown) instead of after the sensor's STALE_SUBMIT_S.
+            recover_stale_submits(self.registry, older_than_s=0)
         self.tick("omni_requests_sensor")
         while True:
             result.ticks += 1

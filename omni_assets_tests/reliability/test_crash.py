@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -280,3 +281,45 @@ def test_cli_run_resumes_after_being_killed_mid_download(
     created = tasks_by_prompt(emulator_process.audit())
     assert [created[r["prompt"]] for r in requests] == [1, 1, 1]
     assert final_path_problems(tmp_path / "storage" / "videos")[0] == []
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    ("provider", "settled"), [("toapis", "unknown"), ("apimart", "materialized")]
+)
+def test_cli_run_killed_after_a_post_settles_it_at_once_when_resumed(
+    emulator_process: EmulatorProcess, tmp_path: Path, provider: str, settled: str
+) -> None:
+    """Killed between the paid POST and recording its task id: the resumed ``run`` does not wait
+    out the sensor's 10 minutes. APIMart replays under the same idempotency key (one task);
+    elsewhere the request becomes ``unknown``, never paid twice."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNI_", "DAGSTER_"))}
+    env |= {
+        "DAGSTER_HOME": str(home),
+        "OMNI_PROVIDER": "emulator",
+        "OMNI_EMULATOR_URL": emulator_process.url,
+        "OMNI_STORAGE_URL": str(tmp_path / "storage"),
+    }
+    prompt = f"killed after the post on {provider} {tmp_path.name}"
+    path = tmp_path / "requests.yaml"
+    path.write_text(
+        yaml.safe_dump({"requests": [{"id": "lost-id", "prompt": prompt, "provider": provider}]})
+    )
+    argv = [sys.executable, "-m", "omni_assets.cli", "run", str(path)]  # default --timeout: 1 h
+
+    def run(**extra: str) -> Any:
+        return subprocess.run(
+            argv, env=env | extra, cwd=REPO, capture_output=True, text=True, timeout=180
+        )
+
+    killed = run(OMNI_CRASHPOINT="after_post:1")
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    started = time.monotonic()
+    resumed = run()
+    output = resumed.stdout + resumed.stderr
+    assert time.monotonic() - started < 90, output
+    assert re.search(rf"^lost-id\s+{provider}\s+{settled}\s", resumed.stdout, re.M), output
+    assert tasks_by_prompt(emulator_process.audit())[prompt] == 1  # never paid twice
