@@ -1,7 +1,7 @@
 """Which executor runs omni_submit and omni_materialize: in process unless the deployment says.
 
 Each job is one op, so Dagster's default multiprocess executor would only start a second process
-per run (docs/benchmarks.md: 1.40x instead of 1.19x of a hand-written script end to end). The
+per run (docs/benchmarks.md: 1.38-1.40x instead of 1.17-1.21x of a hand-written script). The
 daemon test in test_production.py checks that runs launched there start no step worker process.
 """
 
