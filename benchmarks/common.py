@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import signal
 import socket
 import statistics
@@ -20,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,21 +213,6 @@ def parser(description: str) -> argparse.ArgumentParser:
 def command(module: str, argv: Sequence[str]) -> str:
     """The command line that ran this benchmark (for the results file)."""
     return " ".join([".venv/bin/python", "-m", module, *argv])
-
-
-@contextlib.contextmanager
-def env(**values: str) -> Iterator[None]:
-    """Set environment variables for the duration of the block."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def seconds(value: float) -> str:

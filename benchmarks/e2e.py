@@ -30,9 +30,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,8 +42,10 @@ import psutil  # type: ignore[import-untyped]
 import yaml
 
 from omni_assets.registry import Record, RecordState, Registry
+from omni_assets_tests.pipeline_env import temporary_env
+from omni_assets_tests.servers import ChildProcess
 
-from .common import API_KEY, EmulatorProcess, Row, Scoreboard, cli, command, env, parser
+from .common import API_KEY, EmulatorProcess, Row, Scoreboard, cli, command, parser
 from .fixtures import MODEL, PROVIDER
 
 REPO = Path(__file__).resolve().parent.parent
@@ -195,23 +195,20 @@ def run_ours(
         "BENCH_RATE_LIMIT_PER_S": str(RATE),
         "BENCH_EXECUTOR": executor,
     }
-    log = open(folder / "daemon.log", "wb")  # noqa: SIM115 - closed below
-    daemon = subprocess.Popen(
+    daemon = ChildProcess(
         [str(BIN / "dagster-daemon"), "run", "-w", str(folder / "workspace.yaml")],
+        folder / "daemon.log",
         cwd=REPO,
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+        group=True,
     )
     cpu = TreeCpu(daemon.pid)
     try:
         # Warm: the code location is loaded and the poll sensor has ticked (it opens the registry).
         deadline = time.monotonic() + 180
         while not (folder / "registry.db").exists():
-            assert daemon.poll() is None, (folder / "daemon.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, (folder / "daemon.log").read_text()[-3000:]
+            assert daemon.alive(), daemon.log_tail()
+            assert time.monotonic() < deadline, daemon.log_tail()
             cpu.sample()
             time.sleep(0.5)
         time.sleep(2)
@@ -229,7 +226,7 @@ def run_ours(
                 break
             bad = counts[RecordState.FAILED] + counts[RecordState.UNKNOWN]
             assert not bad, {k.value: v for k, v in counts.items() if v}
-            assert daemon.poll() is None, (folder / "daemon.log").read_text()[-3000:]
+            assert daemon.alive(), daemon.log_tail()
             assert time.monotonic() < deadline, {k.value: v for k, v in counts.items() if v}
             time.sleep(0.5)
         records = registry.records()
@@ -239,13 +236,7 @@ def run_ours(
         registry.close()
         runs = _runs(home, start)
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
-        log.close()
+        daemon.stop(timeout=30)
     return {
         "start": start,
         "end": end,
@@ -261,7 +252,7 @@ def _runs(home: Path, start: float) -> list[str]:
     from dagster import DagsterInstance
 
     lines = []
-    with env(DAGSTER_HOME=str(home)), DagsterInstance.get() as instance:
+    with temporary_env(DAGSTER_HOME=str(home)), DagsterInstance.get() as instance:
         for record in sorted(instance.get_run_records(), key=lambda r: r.create_timestamp):
             t = [
                 record.create_timestamp.timestamp(),

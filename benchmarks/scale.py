@@ -22,9 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,8 +38,10 @@ from omni_assets.assets import VIDEO_ASSET_KEY, omni_video_partitions
 from omni_assets.definitions import build_definitions
 from omni_assets.resources import OmniRegistryResource, OmniStorageResource
 from omni_assets.settings import Settings
+from omni_assets_tests.pipeline_env import temporary_env
+from omni_assets_tests.servers import ChildProcess
 
-from .common import Row, Scoreboard, cli, command, env, free_port, parser
+from .common import Row, Scoreboard, cli, command, free_port, parser
 from .fixtures import MODEL, PROVIDER
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,7 +107,7 @@ def _instance(home: Path, postgres_url: str | None) -> Iterator[DagsterInstance]
         config["storage"] = {"postgres": {"postgres_url": postgres_url}}
     home.mkdir(parents=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    with env(DAGSTER_HOME=str(home)), DagsterInstance.get() as instance:
+    with temporary_env(DAGSTER_HOME=str(home)), DagsterInstance.get() as instance:
         yield instance
 
 
@@ -129,21 +129,18 @@ def _webserver(home: Path, folder: Path, extra_env: dict[str, str]) -> Iterator[
             }
         )
     )
-    log = open(folder / "webserver.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
+    proc = ChildProcess(
         [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)],
+        folder / "webserver.log",
         cwd=REPO,
         env={**os.environ, **extra_env, "DAGSTER_HOME": str(home)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+        group=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
-            assert proc.poll() is None, (folder / "webserver.log").read_text()[-3000:]
+            assert proc.alive(), proc.log_tail()
             assert time.monotonic() < deadline, "dagster-webserver did not start"
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
@@ -151,13 +148,7 @@ def _webserver(home: Path, folder: Path, extra_env: dict[str, str]) -> Iterator[
             time.sleep(0.5)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        proc.stop(timeout=30)
 
 
 def _graphql(url: str, query: str, variables: dict[str, Any]) -> tuple[float, Any]:
@@ -189,7 +180,7 @@ def run_backend(name: str, n: int, folder: Path, postgres: Any | None) -> list[R
         "OMNI_REQUESTS": str(requests_path),
     }
     home = folder / "dagster_home"
-    with env(**omni_env), _instance(home, instance_url) as instance:
+    with temporary_env(**omni_env), _instance(home, instance_url) as instance:
         registry = OmniRegistryResource(url=registry_url)
         defs = build_definitions(
             settings=Settings.from_env(),

@@ -40,6 +40,21 @@ class PipelineEnv:
 
 
 @contextmanager
+def temporary_env(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore what was there."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextmanager
 def pipeline_env(
     tmp_path: Path,
     emulator_url: str,
@@ -57,28 +72,22 @@ def pipeline_env(
         "OMNI_REGISTRY_URL": f"sqlite:///{tmp_path / 'registry.db'}",
         "OMNI_REQUESTS": str(requests_path),
     }
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        (tmp_path / "dagster_home").mkdir(exist_ok=True)
-        with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
-            storage = OmniStorageResource(url=storage_url, storage_options=storage_options or {})
-            registry = OmniRegistryResource(url=env["OMNI_REGISTRY_URL"])
-            defs = build_definitions(
-                settings=Settings.from_env(), storage=storage, registry=registry, poll_interval_s=1
-            )
-            yield PipelineEnv(
-                tmp_path,
-                instance,
-                defs,
-                registry.get_registry(),
-                storage.get_storage(),
-                requests_path,
-                env,
-            )
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    (tmp_path / "dagster_home").mkdir(exist_ok=True)
+    with (
+        temporary_env(**env),
+        instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance,
+    ):
+        storage = OmniStorageResource(url=storage_url, storage_options=storage_options or {})
+        registry = OmniRegistryResource(url=env["OMNI_REGISTRY_URL"])
+        defs = build_definitions(
+            settings=Settings.from_env(), storage=storage, registry=registry, poll_interval_s=1
+        )
+        yield PipelineEnv(
+            tmp_path,
+            instance,
+            defs,
+            registry.get_registry(),
+            storage.get_storage(),
+            requests_path,
+            env,
+        )

@@ -6,7 +6,8 @@ Debian packages (``/usr/lib/postgresql/<v>/bin``), run as the ``postgres`` user 
 
 Both are started with default signal handling restored (a server started from a non-interactive
 shell's background may inherit ignored signals) in their own session, and stopped by pid:
-SIGTERM/SIGINT first, SIGKILL if they do not exit in time.
+SIGTERM/SIGINT first, SIGKILL if they do not exit in time. :class:`ChildProcess` does that for
+any other process a test starts (the emulator, the Dagster daemon, webserver and code server).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import IO, Any
 import pytest
 
 __all__ = [
+    "ChildProcess",
     "PostgresServer",
     "SeaweedS3",
     "free_ports",
@@ -67,15 +69,32 @@ def _default_signals() -> None:
         signal.signal(sig, signal.SIG_DFL)
 
 
-class _Process:
-    """A child process in its own session, logging to a file, stopped by pid."""
+class ChildProcess:
+    """A child process in its own session, logging to a file, stopped by pid.
 
-    def __init__(self, argv: list[str], log_path: Path, *, user: str | None = None) -> None:
+    ``group=True`` signals the whole process group instead: for ``dagster-daemon``,
+    ``dagster-webserver`` and ``dagster api grpc``, whose code servers and run workers would
+    otherwise outlive them. A context manager: leaving the block stops it.
+    """
+
+    def __init__(
+        self,
+        argv: list[str],
+        log_path: Path,
+        *,
+        user: str | None = None,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        group: bool = False,
+    ) -> None:
         self.argv = argv
         self.log_path = log_path
+        self.group = group
         self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
             argv,
+            cwd=cwd,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -91,13 +110,17 @@ class _Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def _signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            (os.killpg if self.group else os.kill)(self.pid, sig)
+
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 15.0) -> None:
         if self.alive():
-            os.kill(self.pid, sig)
+            self._signal(sig)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
+                self._signal(signal.SIGKILL)
                 self.popen.wait(10)
         self._log.close()
 
@@ -105,8 +128,14 @@ class _Process:
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
+    def __enter__(self) -> ChildProcess:
+        return self
 
-def _wait_for(what: str, check: Callable[[], bool], proc: _Process, timeout: float) -> None:
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _wait_for(what: str, check: Callable[[], bool], proc: ChildProcess, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.alive():
@@ -167,7 +196,7 @@ class SeaweedS3:
         names = ["master", "volume", "filer", "s3", "admin"]
         ports = free_ports(2 * len(names))
         self._ports = {name: (ports[2 * i], ports[2 * i + 1]) for i, name in enumerate(names)}
-        self._proc: _Process | None = None
+        self._proc: ChildProcess | None = None
 
     @property
     def port(self) -> int:
@@ -223,7 +252,7 @@ class SeaweedS3:
         """Start the server and wait until a signed PUT into the bucket succeeds."""
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         started = time.monotonic()
-        self._proc = _Process(self._argv(), self.base_dir / "weed.log")
+        self._proc = ChildProcess(self._argv(), self.base_dir / "weed.log")
         _wait_for("SeaweedFS S3", lambda: _port_open(self.port), self._proc, self.startup_timeout)
         fs = self.filesystem()
         probe = f"{self.bucket}/.ready"
@@ -301,7 +330,7 @@ class PostgresServer:
         self.port = free_ports(1)[0]
         self.base_dir = Path(tempfile.mkdtemp(prefix="omni-postgres-"))
         self.startup_seconds: float | None = None
-        self._proc: _Process | None = None
+        self._proc: ChildProcess | None = None
 
     @staticmethod
     def available() -> bool:
@@ -374,7 +403,7 @@ class PostgresServer:
             "-c",
             "full_page_writes=off",
         ]
-        self._proc = _Process(argv, self.base_dir / "postgres.log", user=run_as)
+        self._proc = ChildProcess(argv, self.base_dir / "postgres.log", user=run_as)
         _wait_for("PostgreSQL", self._can_connect, self._proc, 60)
         self.create_database(self.database)
         self.startup_seconds = time.monotonic() - started

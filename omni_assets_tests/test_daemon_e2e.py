@@ -7,8 +7,6 @@ test only sets the documented environment variables and watches the outcome, as 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ from omni_assets.assets import VIDEO_ASSET_KEY
 from omni_assets.registry import RecordState, Registry
 
 from .pipeline_env import DEMO_DIR
+from .servers import ChildProcess
 
 REPO = Path(__file__).parent.parent
 BIN = Path(sys.executable).parent
@@ -70,15 +69,12 @@ def _run_daemon(tmp_path: Path, env_extra: dict[str, str], timeout_s: float = 24
         "OMNI_PROVIDER": "emulator",
         "OMNI_POLL_SENSOR_INTERVAL_S": "1",
     }
-    log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
+    proc = ChildProcess(
         [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+        tmp_path / "daemon.log",
         cwd=REPO,
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+        group=True,
     )
     registry = Registry(registry_url)
     instance = DagsterInstance.from_config(str(home))
@@ -94,22 +90,13 @@ def _run_daemon(tmp_path: Path, env_extra: dict[str, str], timeout_s: float = 24
                 and {e.partition_key for e in events} == wanted
             ):
                 break
-            assert proc.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
+            assert proc.alive(), proc.log_tail()
             time.sleep(1)
         else:
             states = {r.key: r.state.value for r in registry.records()}
-            pytest.fail(
-                f"not materialized in {timeout_s}s: {states}\n"
-                + (tmp_path / "daemon.log").read_text()[-3000:]
-            )
+            pytest.fail(f"not materialized in {timeout_s}s: {states}\n" + proc.log_tail())
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        proc.stop(timeout=20)
     # The registry is marked only after Dagster recorded the event: both agree.
     runs = instance.get_runs()
     assert any(r.job_name == "omni_materialize" for r in runs)

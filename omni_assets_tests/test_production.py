@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -47,7 +45,7 @@ from omni_assets.resources import OmniRegistryResource, OmniStorageResource
 from omni_assets.settings import Settings
 
 from .pipeline_env import DEMO_DIR
-from .servers import PostgresServer, free_ports
+from .servers import ChildProcess, PostgresServer, free_ports
 
 REPO = Path(__file__).parent.parent
 DEPLOY = REPO / "deploy"
@@ -182,39 +180,15 @@ def test_full_flow_on_postgres(
 # -- the deployment shape: gRPC code server + daemon + queue + S3 -------------------------------
 
 
-def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            argv,
-            cwd=log.parent,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+def _wait_port(port: int, proc: ChildProcess, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
+        assert proc.alive(), proc.log_tail()
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.2)
-    pytest.fail(f"nothing listening on {port} after {timeout}s:\n{log.read_text()[-3000:]}")
+    pytest.fail(f"nothing listening on {port} after {timeout}s:\n{proc.log_tail()}")
 
 
 def _finished_runs(instance: DagsterInstance, timeout: float) -> list[Any]:
@@ -247,26 +221,29 @@ def test_code_server_over_grpc_with_queue_on_postgres_and_s3(
         "OMNI_CODE_SERVER_HOST": "127.0.0.1",
         "OMNI_CODE_SERVER_PORT": str(port),
     }
-    code_log, daemon_log = tmp_path / "code_server.log", tmp_path / "daemon.log"
-    code_server = _start(
+    code_server = ChildProcess(
         [
             str(BIN / "dagster"),
             *("api", "grpc", "--module-name", "omni_assets.definitions"),
             *("--host", "127.0.0.1", "--port", str(port)),
         ],
-        env,
-        code_log,
+        tmp_path / "code_server.log",
+        cwd=tmp_path,
+        env=env,
+        group=True,
     )
     daemon = None
     instance = DagsterInstance.get()
     registry = Registry(deployment["OMNI_REGISTRY_URL"])
     wanted = {r["id"] for r in REQUESTS}
     try:
-        _wait_port(port, code_server, code_log, timeout=90)
-        daemon = _start(
+        _wait_port(port, code_server, timeout=90)
+        daemon = ChildProcess(
             [str(BIN / "dagster-daemon"), "run", "-w", str(DEPLOY / "workspace.yaml")],
-            env,
-            daemon_log,
+            tmp_path / "daemon.log",
+            cwd=tmp_path,
+            env=env,
+            group=True,
         )
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -278,15 +255,15 @@ def test_code_server_over_grpc_with_queue_on_postgres_and_s3(
                 and {e.partition_key for e in events} == wanted
             ):
                 break
-            assert daemon.poll() is None, daemon_log.read_text()[-3000:]
-            assert code_server.poll() is None, code_log.read_text()[-3000:]
+            assert daemon.alive(), daemon.log_tail()
+            assert code_server.alive(), code_server.log_tail()
             time.sleep(1)
         else:
             states = {r.key: r.state.value for r in registry.records()}
             pytest.fail(
                 f"not materialized in time: {states}\n"
-                f"daemon:\n{daemon_log.read_text()[-3000:]}\n"
-                f"code server:\n{code_log.read_text()[-3000:]}"
+                f"daemon:\n{daemon.log_tail()}\n"
+                f"code server:\n{code_server.log_tail()}"
             )
         runs = _finished_runs(instance, timeout=60)
         assert all(r.status == DagsterRunStatus.SUCCESS for r in runs), [
@@ -311,8 +288,8 @@ def test_code_server_over_grpc_with_queue_on_postgres_and_s3(
             assert run.remote_job_origin.location_name == "omni_assets"
     finally:
         if daemon is not None:
-            _stop(daemon)
-        _stop(code_server)
+            daemon.stop(timeout=20)
+        code_server.stop(timeout=20)
         instance.dispose()
     fs = fsspec.filesystem("s3", **s3_server.storage_options)
     for record in registry.records():

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -33,8 +32,8 @@ from omni_assets.lineage_cli import materialize_lineage
 from omni_assets.resources import OmniRegistryResource, OmniStorageResource
 from omni_assets.settings import Settings
 
-from .pipeline_env import DEMO_DIR
-from .servers import free_ports, require_system
+from .pipeline_env import DEMO_DIR, temporary_env
+from .servers import ChildProcess, free_ports, require_system
 
 REPO = Path(__file__).parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -111,9 +110,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory, emulator: Any) -> Iterator[str]
         "OMNI_REGISTRY_URL": f"sqlite:///{root / 'registry.db'}",
         "OMNI_REQUESTS": str(root / "requests.yaml"),
     }
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with temporary_env(**env):
         registry = OmniRegistryResource(url=env["OMNI_REGISTRY_URL"])
         defs = build_definitions(
             settings=Settings.from_env(),
@@ -126,54 +123,31 @@ def ui(tmp_path_factory: pytest.TempPathFactory, emulator: Any) -> Iterator[str]
         assert driver.drive(timeout_s=180, interval_s=0.3).ok
         assert "1 extension chains" in materialize_lineage(defs, instance)
         instance.dispose()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     port = free_ports(1)[0]
-    log = (root / "webserver.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            str(BIN / "dagster-webserver"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-w",
-            str(REPO / "workspace.yaml"),
-        ],
+    argv = [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port)]
+    proc = ChildProcess(
+        [*argv, "-w", str(REPO / "workspace.yaml")],
+        root / "webserver.log",
         cwd=REPO,
         env={**os.environ, **env, "DAGSTER_HOME": str(home)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        # `dagster dev`/webserver started from a non-interactive shell ignored SIGTERM.
-        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+        group=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_loaded(url, proc, root / "webserver.log")
+        _wait_loaded(url, proc)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        proc.stop(timeout=30)
 
 
-def _wait_loaded(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+def _wait_loaded(url: str, proc: ChildProcess, timeout: float = 180) -> None:
     """Until the webserver answers and has loaded the code location."""
     query = {
         "query": "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
     }
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
+        assert proc.alive(), proc.log_tail()
         try:
             data = httpx.post(f"{url}/graphql", json=query, timeout=10).json()
             entries = data["data"]["workspaceOrError"]["locationEntries"]
@@ -182,7 +156,7 @@ def _wait_loaded(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
         except (httpx.HTTPError, KeyError, TypeError, json.JSONDecodeError):
             pass
         time.sleep(0.5)
-    pytest.fail(f"dagster-webserver not ready in {timeout}s\n" + log.read_text()[-3000:])
+    pytest.fail(f"dagster-webserver not ready in {timeout}s\n" + proc.log_tail())
 
 
 def _open(

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from ..servers import _Process, _wait_for, free_ports
+from ..servers import ChildProcess, _wait_for, free_ports
 
 __all__ = [
     "FIGURES",
@@ -52,14 +52,14 @@ class EmulatorProcess:
             argv += ["--" + name.replace("_", "-"), str(value)]
         self._argv = argv
         self._log_path = log_dir / f"emulator-{self.port}.log"
-        self._proc: _Process | None = None
+        self._proc: ChildProcess | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> EmulatorProcess:
-        self._proc = _Process(self._argv, self._log_path)
+        self._proc = ChildProcess(self._argv, self._log_path)
         _wait_for("emulator", lambda: self._control("GET", "health") is not None, self._proc, 60)
         return self
 
