@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,11 +243,11 @@ def test_crashes_lose_nothing_and_pay_nothing_twice(
     assert sum(kills.values()) >= 50, kills
 
 
-@pytest.mark.reliability
-def test_cli_run_resumes_after_being_killed_mid_download(
-    emulator_process: EmulatorProcess, tmp_path: Path
-) -> None:
-    """``omni-assets run`` (the real sensors and jobs) SIGKILLed inside a materialize run."""
+def _cli_run(
+    tmp_path: Path, emulator: EmulatorProcess, requests: dict[str, Any], *args: str
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``omni-assets run`` of ``requests`` on the emulator, in a fresh Dagster home; each call
+    runs it once more (keyword arguments are extra environment variables)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -255,22 +255,37 @@ def test_cli_run_resumes_after_being_killed_mid_download(
     env |= {
         "DAGSTER_HOME": str(home),
         "OMNI_PROVIDER": "emulator",
-        "OMNI_EMULATOR_URL": emulator_process.url,
+        "OMNI_EMULATOR_URL": emulator.url,
         "OMNI_STORAGE_URL": str(tmp_path / "storage"),
     }
-    requests = [
-        {"id": f"cli-{i}", "prompt": f"cli resume {i}", "model": "Omni-Flash-Ext", "duration": 4}
-        for i in range(3)
-    ]
     path = tmp_path / "requests.yaml"
-    path.write_text(yaml.safe_dump({"requests": requests, "defaults": {"provider": "apimart"}}))
-    argv = [sys.executable, "-m", "omni_assets.cli", "run", str(path), "--timeout", "90"]
+    path.write_text(yaml.safe_dump(requests))
+    argv = [sys.executable, "-m", "omni_assets.cli", "run", str(path), *args]
 
-    def run(**extra: str) -> Any:
+    def run(**extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             argv, env=env | extra, cwd=REPO, capture_output=True, text=True, timeout=180
         )
 
+    return run
+
+
+@pytest.mark.reliability
+def test_cli_run_resumes_after_being_killed_mid_download(
+    emulator_process: EmulatorProcess, tmp_path: Path
+) -> None:
+    """``omni-assets run`` (the real sensors and jobs) SIGKILLed inside a materialize run."""
+    requests = [
+        {"id": f"cli-{i}", "prompt": f"cli resume {i}", "model": "Omni-Flash-Ext", "duration": 4}
+        for i in range(3)
+    ]
+    run = _cli_run(
+        tmp_path,
+        emulator_process,
+        {"requests": requests, "defaults": {"provider": "apimart"}},
+        "--timeout",
+        "90",
+    )
     killed = run(OMNI_CRASHPOINT="mid_download:2")
     assert killed.returncode == -9, killed.stdout + killed.stderr
     started = time.monotonic()
@@ -293,28 +308,9 @@ def test_cli_run_killed_after_a_post_settles_it_at_once_when_resumed(
     """Killed between the paid POST and recording its task id: the resumed ``run`` does not wait
     out the sensor's 10 minutes. APIMart replays under the same idempotency key (one task);
     elsewhere the request becomes ``unknown``, never paid twice."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNI_", "DAGSTER_"))}
-    env |= {
-        "DAGSTER_HOME": str(home),
-        "OMNI_PROVIDER": "emulator",
-        "OMNI_EMULATOR_URL": emulator_process.url,
-        "OMNI_STORAGE_URL": str(tmp_path / "storage"),
-    }
     prompt = f"killed after the post on {provider} {tmp_path.name}"
-    path = tmp_path / "requests.yaml"
-    path.write_text(
-        yaml.safe_dump({"requests": [{"id": "lost-id", "prompt": prompt, "provider": provider}]})
-    )
-    argv = [sys.executable, "-m", "omni_assets.cli", "run", str(path)]  # default --timeout: 1 h
-
-    def run(**extra: str) -> Any:
-        return subprocess.run(
-            argv, env=env | extra, cwd=REPO, capture_output=True, text=True, timeout=180
-        )
-
+    request = {"id": "lost-id", "prompt": prompt, "provider": provider}
+    run = _cli_run(tmp_path, emulator_process, {"requests": [request]})  # --timeout: 1 h
     killed = run(OMNI_CRASHPOINT="after_post:1")
     assert killed.returncode == -9, killed.stdout + killed.stderr
     started = time.monotonic()
