@@ -26,7 +26,7 @@ from dagster import (
 
 from .assets import omni_video_partitions
 from .registry import Record, RecordState, Registry
-from .submit import recover_stale_submits
+from .submit import PROVIDER_REFUSALS, recover_stale_submits
 
 __all__ = ["DriveResult", "LocalDriver"]
 
@@ -34,9 +34,6 @@ SETTLED = (RecordState.MATERIALIZED, RecordState.FAILED, RecordState.UNKNOWN, Re
 # "host:pid" of the process that executes a run in-process: if that process is gone, so is the run.
 DRIVER_TAG = "omni/driver"
 _UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.NOT_STARTED]
-# Refusals that leave requests pending: the daemon tries again on later ticks (a top-up, a new
-# key), but a one-shot drive has nothing to wait for once every unsettled request is behind one.
-REFUSALS = frozenset({"AuthenticationError", "InsufficientBalanceError", "ProviderNotConfigured"})
 
 
 @dataclass
@@ -147,7 +144,8 @@ class LocalDriver:
         """Tick until every request in ``keys`` (default: all registered) has settled.
 
         With ``stop_on_refusal``, also stop when everything unsettled waits on a provider that
-        refused a submission during this drive (bad key, no balance, not configured):
+        refused a submission during this drive (bad key, no balance, not configured): the daemon
+        would try again on a later tick, but a one-shot drive has nothing left to wait for.
         ``result.refused`` says which and why; nothing was created for those requests.
         """
         deadline = time.monotonic() + timeout_s
@@ -189,7 +187,7 @@ class LocalDriver:
             if r.state is not RecordState.PENDING:
                 return {}
             error = r.error or {}
-            if r.provider in refused or error.get("error") not in REFUSALS:
+            if r.provider in refused or error.get("error") not in PROVIDER_REFUSALS:
                 continue
             history = self.registry.history(r.key)
             if history and history[-1].at >= since:  # refused now, not in an earlier drive

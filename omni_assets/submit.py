@@ -33,6 +33,7 @@ from .sources import ResolvedSource, resolve_source
 from .storage import VideoStorage
 
 __all__ = [
+    "PROVIDER_REFUSALS",
     "REPLAY_SAFE",
     "RateLimiter",
     "SubmitLimits",
@@ -46,6 +47,12 @@ log = logging.getLogger("omni_assets.submit")
 
 # Providers whose idempotency key makes replaying an interrupted submission safe.
 REPLAY_SAFE = frozenset({"apimart"})
+NOT_CONFIGURED = "ProviderNotConfigured"
+# Refusals of a whole provider until someone acts (a key, a top-up, the configuration): its
+# requests stay pending. As named in a record's ``error["error"]``.
+PROVIDER_REFUSALS = frozenset(
+    {AuthenticationError.__name__, InsufficientBalanceError.__name__, NOT_CONFIGURED}
+)
 
 
 @dataclass(frozen=True)
@@ -168,7 +175,7 @@ def submit_pending(
             registry.record_submit_error(
                 record.key,
                 {
-                    "error": "ProviderNotConfigured",
+                    "error": NOT_CONFIGURED,
                     "message": f"provider {name!r} is not configured "
                     f"here; configured: {', '.join(sorted(providers)) or 'none'}",
                 },
