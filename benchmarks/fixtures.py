@@ -63,19 +63,7 @@ def create_tasks(base_url: str, n: int, *, concurrency: int = 32) -> list[str]:
 
 def register_keys(registry: Registry, keys: Sequence[str]) -> None:
     """Register one valid request per key (pending), in batches."""
-    items = []
-    for key in keys:
-        request = request_for(key)
-        items.append(
-            RegisterItem(
-                key=key,
-                fingerprint=request.fingerprint(),
-                provider=PROVIDER,
-                model=MODEL,
-                request_json=request.model_dump_json(),
-                parent_key=None,
-            )
-        )
+    items = [RegisterItem.for_request(request_for(key), PROVIDER, MODEL) for key in keys]
     for start in range(0, len(items), 5000):
         registry.register(items[start : start + 5000])
 

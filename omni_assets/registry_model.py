@@ -13,6 +13,7 @@ from typing import Any
 
 from .providers.base import TaskRef, TaskState, TaskStatus
 from .providers.errors import OmniError
+from .request import VideoRequest
 
 __all__ = [
     "TIMESTAMPS",
@@ -105,6 +106,18 @@ class RegisterItem:
     model: str
     request_json: str
     parent_key: str | None = None
+
+    @classmethod
+    def for_request(cls, request: VideoRequest, provider: str, model: str) -> RegisterItem:
+        """``request`` under its own key, going to ``provider``/``model``."""
+        return cls(
+            key=request.key,
+            fingerprint=request.fingerprint(),
+            provider=provider,
+            model=model,
+            request_json=request.model_dump_json(),
+            parent_key=request.extends,
+        )
 
 
 @dataclass

@@ -57,15 +57,6 @@ class OmniRuntime:
         return capabilities.get(provider, self.model_for(request)).extension is not None
 
     def register(self, requests: list[VideoRequest]) -> RegisterResult:
-        items = [
-            RegisterItem(
-                key=r.key,
-                fingerprint=r.fingerprint(),
-                provider=self.provider_for(r),
-                model=self.model_for(r),
-                request_json=r.model_dump_json(),
-                parent_key=r.extends,
-            )
-            for r in requests
-        ]
-        return self.registry.register(items)
+        return self.registry.register(
+            RegisterItem.for_request(r, self.provider_for(r), self.model_for(r)) for r in requests
+        )

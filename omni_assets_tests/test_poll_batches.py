@@ -19,20 +19,14 @@ from omni_assets.storage import VideoStorage
 def _ready(registry: Registry, n: int) -> list[str]:
     """``n`` APIMart requests whose tasks have finished (ready to download)."""
     keys = [f"v{i:03d}" for i in range(n)]
-    items = []
-    for key in keys:
-        request = VideoRequest(id=key, prompt=f"video {key}", provider="apimart")
-        items.append(
-            RegisterItem(
-                key,
-                request.fingerprint(),
-                "apimart",
-                "Omni-Flash-Ext",
-                request.model_dump_json(),
-                None,
-            )
+    registry.register(
+        RegisterItem.for_request(
+            VideoRequest(id=key, prompt=f"video {key}", provider="apimart"),
+            "apimart",
+            "Omni-Flash-Ext",
         )
-    registry.register(items)
+        for key in keys
+    )
     done = TaskStatus("apimart", "-", TaskState.SUCCEEDED, "completed", video_url="http://x/v.mp4")
     for key in keys:
         registry.begin_submit(key, f"idem-{key}")

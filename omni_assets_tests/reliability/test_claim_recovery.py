@@ -25,13 +25,7 @@ pytestmark = pytest.mark.reliability
 
 def _ready(registry: Registry, key: str) -> None:
     request = VideoRequest(id=key, prompt=f"claims {key}", duration=4)
-    registry.register(
-        [
-            RegisterItem(
-                key, request.fingerprint(), "apimart", "Omni-Flash-Ext", request.model_dump_json()
-            )
-        ]
-    )
+    registry.register([RegisterItem.for_request(request, "apimart", "Omni-Flash-Ext")])
     assert registry.begin_submit(key, f"idem-{key}")
     registry.record_submitted(key, TaskRef("apimart", f"task-{key}", "Omni-Flash-Ext", time.time()))
     update = PollUpdate(
