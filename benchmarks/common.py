@@ -1,131 +1,32 @@
-"""What every benchmark shares: the emulator as a separate process, timing, and the verdict.
+"""What every benchmark shares: timing, and the verdict.
 
-The emulator runs as its own process (``python -m omni_assets.emulator``) so that the client
-measured and the server do not share a GIL; both our code and the baseline talk to the same one.
-Results are rows (benchmark, N, ours, baseline, ratio, target, pass/fail) printed as a table and,
-with ``--json PATH``, appended to a JSON-lines file that ``docs/benchmarks.md`` is written from.
+The emulator runs as its own process (``omni_assets_tests.servers.EmulatorProcess``) so that the
+client measured and the server do not share a GIL; both our code and the baseline talk to the
+same one. Results are rows (benchmark, N, ours, baseline, ratio, target, pass/fail) printed as
+a table and, with ``--json PATH``, appended to a JSON-lines file that ``docs/benchmarks.md`` is
+written from.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-import httpx
-
 __all__ = [
-    "EmulatorProcess",
     "Row",
     "Scoreboard",
     "cli",
-    "free_port",
     "median_time",
     "parser",
 ]
 
 API_KEY = "bench-not-a-secret"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _default_signals() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-
-
-class EmulatorProcess:
-    """``python -m omni_assets.emulator`` on a free loopback port, stopped by pid on exit."""
-
-    def __init__(self, *flags: str, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.flags = list(flags)
-        self.log_path = Path(tempfile.mkstemp(prefix="omni-bench-emulator-", suffix=".log")[1])
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def base_url(self, provider: str) -> str:
-        return f"{self.url}/{provider}"
-
-    def start(self) -> EmulatorProcess:
-        argv = [sys.executable, "-m", "omni_assets.emulator", "--port", str(self.port), *self.flags]
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_default_signals,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"emulator exited: {self.log_path.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/_emulator/health", timeout=1).status_code == 200:
-                    return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("the emulator did not start within 30 s")
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def configure(self, **changes: Any) -> dict[str, Any]:
-        response = httpx.post(f"{self.url}/_emulator/config", json=changes, timeout=30)
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
-        return result
-
-    def audit(self) -> dict[str, Any]:
-        response = httpx.get(f"{self.url}/_emulator/audit", timeout=60)
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
-        return result
-
-    def reset(self) -> None:
-        httpx.post(f"{self.url}/_emulator/reset", timeout=30).raise_for_status()
-
-    def __enter__(self) -> EmulatorProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        with contextlib.suppress(OSError):
-            self.log_path.unlink()
 
 
 def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:

@@ -46,8 +46,9 @@ import httpx
 from omni_assets.providers import get_provider
 from omni_assets.providers.base import TaskState
 from omni_assets.registry import PollUpdate, Registry
+from omni_assets_tests.servers import EmulatorProcess
 
-from .common import API_KEY, EmulatorProcess, Row, Scoreboard, cli, command, parser
+from .common import API_KEY, Row, Scoreboard, cli, command, parser
 from .fixtures import PROVIDER, register_keys, request_for
 
 MB = 1024 * 1024
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     board = Scoreboard("download", command("benchmarks.download", argv or sys.argv[1:]))
     board.json_path = args.json
     with (
-        EmulatorProcess("--generation-seconds", "0.2") as emulator,
+        EmulatorProcess(generation_seconds=0.2) as emulator,
         tempfile.TemporaryDirectory(prefix="omni-bench-dl-") as tmp,
     ):
         registry_url = f"sqlite:///{Path(tmp) / 'registry.db'}"

@@ -43,9 +43,9 @@ import yaml
 
 from omni_assets.registry import Record, RecordState, Registry
 from omni_assets_tests.pipeline_env import temporary_env
-from omni_assets_tests.servers import ChildProcess
+from omni_assets_tests.servers import ChildProcess, EmulatorProcess
 
-from .common import API_KEY, EmulatorProcess, Row, Scoreboard, cli, command, parser
+from .common import API_KEY, Row, Scoreboard, cli, command, parser
 from .fixtures import MODEL, PROVIDER
 
 REPO = Path(__file__).resolve().parent.parent
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     board.json_path = args.json
     requests = requests_for(n)
     with (
-        EmulatorProcess("--generation-seconds", str(generation)) as emulator,
+        EmulatorProcess(generation_seconds=generation) as emulator,
         tempfile.TemporaryDirectory(prefix="omni-bench-e2e-") as tmp,
     ):
         print(f"[e2e] baseline: {n} requests, {generation:g} s generation", flush=True)

@@ -35,8 +35,9 @@ from omni_assets.registry import Registry
 from omni_assets.runtime import OmniRuntime
 from omni_assets.sensors import poll_tick
 from omni_assets.storage import VideoStorage
+from omni_assets_tests.servers import EmulatorProcess
 
-from .common import API_KEY, EmulatorProcess, Row, Scoreboard, cli, command, parser
+from .common import API_KEY, Row, Scoreboard, cli, command, parser
 from .fixtures import AUTH, PROVIDER, create_tasks, finished_records, in_flight_records
 
 CONCURRENCY = 32
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     board = Scoreboard("poll_tick", command("benchmarks.poll_tick", argv or sys.argv[1:]))
     board.json_path = args.json
     with (
-        EmulatorProcess("--generation-seconds", "86400") as emulator,
+        EmulatorProcess(generation_seconds=86400) as emulator,
         tempfile.TemporaryDirectory(prefix="omni-bench-poll-") as tmp,
         instance_for_test(temp_dir=tmp) as instance,
     ):

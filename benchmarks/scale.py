@@ -39,9 +39,9 @@ from omni_assets.definitions import build_definitions
 from omni_assets.resources import OmniRegistryResource, OmniStorageResource
 from omni_assets.settings import Settings
 from omni_assets_tests.pipeline_env import temporary_env
-from omni_assets_tests.servers import ChildProcess
+from omni_assets_tests.servers import ChildProcess, free_ports
 
-from .common import Row, Scoreboard, cli, command, free_port, parser
+from .common import Row, Scoreboard, cli, command, parser
 from .fixtures import MODEL, PROVIDER
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,7 +113,7 @@ def _instance(home: Path, postgres_url: str | None) -> Iterator[DagsterInstance]
 
 @contextlib.contextmanager
 def _webserver(home: Path, folder: Path, extra_env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
+    (port,) = free_ports(1)
     workspace = folder / "workspace.yaml"
     workspace.write_text(
         yaml.safe_dump(

@@ -22,8 +22,9 @@ from omni_assets.providers import get_provider
 from omni_assets.registry import RecordState, Registry
 from omni_assets.storage import VideoStorage
 from omni_assets.submit import SubmitLimits, submit_pending
+from omni_assets_tests.servers import EmulatorProcess
 
-from .common import API_KEY, EmulatorProcess, Row, Scoreboard, cli, command, parser
+from .common import API_KEY, Row, Scoreboard, cli, command, parser
 from .fixtures import PROVIDER, register_pending
 
 LIMIT = 20.0
@@ -36,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     n = 40 if args.quick else 1000
     board = Scoreboard("submit_rate", command("benchmarks.submit_rate", argv or sys.argv[1:]))
     board.json_path = args.json
-    flags = ("--generation-seconds", "86400", "--rate-limit-per-s", str(LIMIT))
-    with EmulatorProcess(*flags) as emulator, tempfile.TemporaryDirectory() as tmp:
+    with (
+        EmulatorProcess(generation_seconds=86400, rate_limit_per_s=LIMIT) as emulator,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         registry = Registry(f"sqlite:///{Path(tmp) / 'registry.db'}")
         keys = register_pending(registry, "submit", n)
         client = get_provider(PROVIDER, api_key=API_KEY, base_url=emulator.base_url(PROVIDER))

@@ -7,7 +7,8 @@ Debian packages (``/usr/lib/postgresql/<v>/bin``), run as the ``postgres`` user 
 Both are started with default signal handling restored (a server started from a non-interactive
 shell's background may inherit ignored signals) in their own session, and stopped by pid:
 SIGTERM/SIGINT first, SIGKILL if they do not exit in time. :class:`ChildProcess` does that for
-any other process a test starts (the emulator, the Dagster daemon, webserver and code server).
+any other process a test starts (the Dagster daemon, webserver and code server), and
+:class:`EmulatorProcess` runs the built-in emulator as a process of its own.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
 import pytest
 
 __all__ = [
     "ChildProcess",
+    "EmulatorProcess",
     "PostgresServer",
     "SeaweedS3",
     "free_ports",
@@ -155,6 +158,72 @@ def _port_open(port: int) -> bool:
 
 
 # -- SeaweedFS ----------------------------------------------------------------------------------
+
+
+class EmulatorProcess:
+    """``python -m omni_assets.emulator`` as its own process on a free loopback port.
+
+    Its own process, so that the client measured (benchmarks) or killed (reliability tests) shares
+    neither its GIL nor its fate. ``settings`` are the command's flags (``generation_seconds=0.2``
+    -> ``--generation-seconds 0.2``); the log goes to ``log_dir``, or to a temporary folder that
+    is removed when the emulator stops.
+    """
+
+    def __init__(self, log_dir: Path | None = None, **settings: Any) -> None:
+        self.port = free_ports(1)[0]
+        argv = [sys.executable, "-m", "omni_assets.emulator", "--port", str(self.port)]
+        for name, value in settings.items():
+            argv += ["--" + name.replace("_", "-"), str(value)]
+        self._argv = argv
+        self._own_dir = log_dir is None
+        self._log_dir = log_dir or Path(tempfile.mkdtemp(prefix="omni-emulator-"))
+        self._proc: ChildProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def base_url(self, provider: str) -> str:
+        return f"{self.url}/{provider}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> EmulatorProcess:
+        self._proc = ChildProcess(self._argv, self._log_dir / f"emulator-{self.port}.log")
+        _wait_for("emulator", lambda: self._control("GET", "health") is not None, self._proc, 60)
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop(signal.SIGINT)
+            self._proc = None
+        if self._own_dir:
+            shutil.rmtree(self._log_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmulatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _control(self, method: str, name: str, payload: Any = None) -> Any:
+        with httpx.Client(base_url=self.url, trust_env=False, timeout=30) as client:
+            response = client.request(method, f"/_emulator/{name}", json=payload)
+        response.raise_for_status()
+        return response.json()
+
+    def audit(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._control("GET", "audit")
+        return result
+
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._control("POST", "config", changes)
+        return result
+
+    def reset(self) -> None:
+        self._control("POST", "reset")
 
 
 def weed_binary() -> str | None:

@@ -10,16 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from ..servers import ChildProcess, _wait_for, free_ports
+from ..servers import EmulatorProcess
 
 __all__ = [
     "FIGURES",
@@ -40,55 +36,6 @@ def record_figures(section: str, **figures: Any) -> None:
 def figures_path() -> Path:
     default = Path(__file__).resolve().parents[2] / ".omni" / "reliability" / "figures.json"
     return Path(os.environ.get("OMNI_RELIABILITY_FIGURES") or default)
-
-
-class EmulatorProcess:
-    """``python -m omni_assets.emulator`` in its own process on a free loopback port."""
-
-    def __init__(self, log_dir: Path, **settings: Any) -> None:
-        self.port = free_ports(1)[0]
-        argv = [sys.executable, "-m", "omni_assets.emulator", "--port", str(self.port)]
-        for name, value in settings.items():
-            argv += ["--" + name.replace("_", "-"), str(value)]
-        self._argv = argv
-        self._log_path = log_dir / f"emulator-{self.port}.log"
-        self._proc: ChildProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> EmulatorProcess:
-        self._proc = ChildProcess(self._argv, self._log_path)
-        _wait_for("emulator", lambda: self._control("GET", "health") is not None, self._proc, 60)
-        return self
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop(signal.SIGINT)
-            self._proc = None
-
-    def __enter__(self) -> EmulatorProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _control(self, method: str, name: str, payload: Any = None) -> Any:
-        with httpx.Client(base_url=self.url, trust_env=False, timeout=30) as client:
-            response = client.request(method, f"/_emulator/{name}", json=payload)
-        response.raise_for_status()
-        return response.json()
-
-    def audit(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._control("GET", "audit")
-        return result
-
-    def configure(self, **changes: Any) -> None:
-        self._control("POST", "config", changes)
-
-    def reset(self) -> None:
-        self._control("POST", "reset")
 
 
 def tasks_by_prompt(audit: dict[str, Any]) -> Counter[str]:
