@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.download            # 64 MB and 256 MB, local and S3
     .venv/bin/python -m benchmarks.download --quick    # 16 MB, local only
 
-Ours is :func:`omni_assets.materialize.materialize_record` on a claimed, finished task: the
+Ours is :func:`omni_assets.pipeline.materialize.materialize_record` on a claimed, finished task: the
 stream into storage (temporary key, sha256 on the fly, commit), the PyAV probe of the stored
 file, the sidecar and the registry write. The emulator is a separate process; the video is a real
 mp4 padded with a ``free`` box (``video_padding_bytes``). Baselines, interleaved with ours:
@@ -78,7 +78,7 @@ def _measured(operation: Any) -> dict[str, Any]:
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """One measured operation, in this (fresh) process; ``spec`` says which."""
     if spec["mode"] == "ours":
-        from omni_assets.materialize import materialize_record
+        from omni_assets.pipeline.materialize import materialize_record
         from omni_assets.storage import VideoStorage
 
         registry = Registry(spec["registry"])

@@ -4,9 +4,10 @@
     .venv/bin/python -m benchmarks.submit_rate --quick    # 40 submissions
 
 The emulator (a separate process) enforces ``rate_limit_per_s=20`` per account with a token
-bucket, answering 429 + Retry-After beyond it. Ours is :func:`omni_assets.submit.submit_pending`
-over N pending registry records (SQLite on disk) with ``SubmitLimits(max_in_flight=N,
-rate_per_s=20)``: intent before each POST, task id after, paced by ``submit.RateLimiter``.
+bucket, answering 429 + Retry-After beyond it. Ours is
+:func:`omni_assets.pipeline.submit.submit_pending` over N pending registry records (SQLite on
+disk) with ``SubmitLimits(max_in_flight=N, rate_per_s=20)``: intent before each POST, task id
+after, paced by ``submit.RateLimiter``.
 
 Targets: achieved rate >= 90% of the limit; < 1% of the POSTs answered 429.
 """
@@ -18,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from omni_assets.pipeline.submit import SubmitLimits, submit_pending
 from omni_assets.providers import get_provider
 from omni_assets.registry import RecordState, Registry
 from omni_assets.storage import VideoStorage
-from omni_assets.submit import SubmitLimits, submit_pending
 from omni_assets_tests.servers import EmulatorProcess
 
 from .common import API_KEY, Row, Scoreboard, cli, command, parser

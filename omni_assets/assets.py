@@ -8,7 +8,7 @@ Two paths lead to a materialized partition:
 * the blocking path: "Materialize" on a partition runs :func:`omni_video` itself, which submits
   the request (or resumes its registered task), waits within the deadline and downloads.
 
-Both end in :func:`omni_assets.materialize.materialize_record` and :func:`video_metadata`.
+Both end in :func:`omni_assets.pipeline.materialize.materialize_record` and :func:`video_metadata`.
 """
 
 import time
@@ -32,18 +32,18 @@ from dagster import (
     asset,
 )
 
-from .audit import with_audit_fields
-from .checks import CHECK_MATCHES_REQUEST, CHECK_PLAYS, CheckOutcome, evaluate_checks
 from .dagster_runtime import runtime_from_resources
-from .materialize import MaterializedVideo, materialize_record
+from .metadata import with_audit_fields
+from .pipeline.checks import CHECK_MATCHES_REQUEST, CHECK_PLAYS, CheckOutcome, evaluate_checks
+from .pipeline.materialize import MaterializedVideo, materialize_record
+from .pipeline.runtime import OmniRuntime
+from .pipeline.submit import submit_pending
 from .providers import capabilities
 from .providers.errors import TaskFailedError, TaskTimeoutError
 from .providers.wait import wait
 from .registry import Record, RecordState
 from .request import VideoRequest
-from .runtime import OmniRuntime
 from .source_images import report_source_images
-from .submit import submit_pending
 
 __all__ = [
     "VIDEO_ASSET_KEY",

@@ -15,7 +15,7 @@ shows it and ``dg scaffold defs omni_assets.components.OmniVideoComponent videos
         url: s3://my-bucket/omni      # credentials from the AWS_* environment
       requests: requests.yaml         # relative to this defs.yaml
       poll_interval_seconds: 15
-      schedule:                       # optional scheduled refresh (see omni_assets/refresh.py)
+      schedule:                       # optional scheduled refresh (pipeline/refresh.py)
         cron: "0 6 * * *"
         requests: ["catalog-*"]
         keep: 7
@@ -36,8 +36,8 @@ from dagster.components import Scaffolder, ScaffoldRequest, scaffold_component, 
 from pydantic import Field, field_validator, model_validator
 
 from .definitions import build_definitions
+from .pipeline.refresh import RefreshConfig
 from .providers.base import PROVIDER_NAMES
-from .refresh import RefreshConfig
 from .resources import (
     PROVIDER_RESOURCES,
     OmniRegistryResource,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .pipeline.runtime import OmniRuntime
 from .resources import OmniRegistryResource, OmniStorageResource, ProviderResource
-from .runtime import OmniRuntime
 from .settings import Settings
 
 __all__ = ["runtime_from_definitions", "runtime_from_resources"]

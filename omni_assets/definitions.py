@@ -23,7 +23,7 @@ from dagster import (
 from .assets import build_video_asset
 from .jobs import build_jobs
 from .lineage_assets import build_lineage_asset, lineage_sensor
-from .refresh import RefreshConfig
+from .pipeline.refresh import RefreshConfig
 from .requests_asset import build_requests_asset
 from .resources import (
     PROVIDER_RESOURCES,

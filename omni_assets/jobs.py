@@ -23,11 +23,11 @@ from pydantic import Field
 from .assets import check_evaluations, materialization_event
 from .dagster_runtime import runtime_from_resources
 from .lineage_assets import failure_observations
-from .materialize import MaterializedVideo, commit_materialized, materialize_record
+from .pipeline.materialize import MaterializedVideo, commit_materialized, materialize_record
+from .pipeline.runtime import OmniRuntime
+from .pipeline.submit import submit_pending
 from .registry import RecordState
-from .runtime import OmniRuntime
 from .source_images import report_source_images
-from .submit import submit_pending
 
 __all__ = ["MATERIALIZE_JOB", "SUBMIT_JOB", "MaterializeConfig", "build_jobs"]
 

@@ -29,10 +29,10 @@ from dagster import (
 )
 
 from .assets import VIDEO_ASSET_KEY, report_failure
-from .lineage import GRAPH_FILE, build_graph
-from .lineage_render import chains_summary_md, lineage_markdown, video_link
+from .lineage.graph import GRAPH_FILE, build_graph
+from .lineage.render import chains_summary_md, lineage_markdown, video_link
+from .pipeline.runtime import OmniRuntime
 from .registry import RecordState
-from .runtime import OmniRuntime
 from .source_images import source_images_dep
 
 __all__ = [

@@ -13,7 +13,7 @@ from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, 
 
 from .assets import omni_video_partitions
 from .dagster_runtime import runtime_from_resources
-from .intake import Intake, RequestIssue
+from .pipeline.intake import Intake, RequestIssue
 from .request import VideoRequest
 from .sensors import register_requests
 
@@ -22,7 +22,7 @@ __all__ = ["build_requests_asset", "coerce_requests"]
 
 def coerce_requests(value: Any) -> Intake:
     """Accept a list of dicts or VideoRequests, or anything with ``to_dict("records")``."""
-    from .intake import _from_objects, _where  # the same parser the requests file uses
+    from .pipeline.intake import _from_objects, _where  # the same parser the requests file uses
 
     if hasattr(value, "to_dict"):  # a pandas DataFrame, without importing pandas
         value = value.to_dict("records")

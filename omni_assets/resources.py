@@ -12,13 +12,13 @@ from typing import Any, ClassVar
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field, PrivateAttr
 
-from .emulator_process import ensure_emulator
-from .poll import PollPolicy
+from .emulator.process import ensure_emulator
+from .pipeline.poll import PollPolicy
+from .pipeline.submit import SubmitLimits
 from .providers import get_provider
 from .providers.base import Provider
 from .registry import Registry, default_registry_url
 from .storage import VideoStorage
-from .submit import SubmitLimits
 
 __all__ = [
     "APIMartResource",

@@ -25,8 +25,8 @@ from dagster import (
 
 from .assets import omni_video_partitions
 from .dagster_runtime import runtime_from_resources
-from .refresh import RefreshConfig, plan_refresh, prunable, prune_video
-from .runtime import OmniRuntime
+from .pipeline.refresh import RefreshConfig, plan_refresh, prunable, prune_video
+from .pipeline.runtime import OmniRuntime
 from .sensors import register_requests
 
 __all__ = ["REFRESH_SCHEDULE", "RefreshTick", "build_refresh_schedule", "refresh_tick"]

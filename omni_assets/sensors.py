@@ -31,14 +31,14 @@ from dagster import (
 
 from .assets import VIDEO_ASSET_KEY, omni_video_partitions, report_failure
 from .dagster_runtime import runtime_from_resources
-from .intake import Intake, check_requests, load_requests_file
 from .jobs import MATERIALIZE_JOB, SUBMIT_JOB
-from .poll import poll_in_flight
+from .pipeline.intake import Intake, check_requests, load_requests_file
+from .pipeline.poll import poll_in_flight
+from .pipeline.runtime import OmniRuntime
+from .pipeline.submit import recover_stale_submits
 from .registry import RecordState
 from .request import VideoRequest
-from .runtime import OmniRuntime
 from .settings import Settings
-from .submit import recover_stale_submits
 
 __all__ = [
     "MAX_VIDEOS_PER_RUN",

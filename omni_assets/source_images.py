@@ -28,10 +28,10 @@ from dagster import (
     MetadataValue,
 )
 
-from .images import describe_image, image_path, uploads_of
-from .lineage_render import video_link
-from .runtime import OmniRuntime
-from .thumbnails import inline_thumbnail_md
+from .lineage.render import video_link
+from .pipeline.images import describe_image, image_path, uploads_of
+from .pipeline.runtime import OmniRuntime
+from .pipeline.thumbnails import inline_thumbnail_md
 
 __all__ = [
     "SOURCE_IMAGES_KEY",

@@ -20,9 +20,9 @@ from dagster import Definitions, instance_for_test
 from dagster.components.testing import create_defs_folder_sandbox
 
 from omni_assets.assets import VIDEO_ASSET_KEY
+from omni_assets.cli.driver import LocalDriver
 from omni_assets.components import OmniVideoComponent
 from omni_assets.definitions import build_definitions
-from omni_assets.driver import LocalDriver
 from omni_assets.registry import RecordState, Registry
 from omni_assets.resources import OmniRegistryResource, OmniStorageResource, ProviderResource
 

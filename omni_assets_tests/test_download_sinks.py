@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from omni_assets.providers.errors import DownloadError
-from omni_assets.providers.sinks import PART_SIZE
+from omni_assets.storage.sinks import PART_SIZE
 
 from .servers import SeaweedS3
 from .test_providers_download import URL, Dropping

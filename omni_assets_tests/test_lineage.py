@@ -14,18 +14,18 @@ import pytest
 from dagster import materialize
 
 from omni_assets.assets import VIDEO_ASSET_KEY
-from omni_assets.driver import LocalDriver
-from omni_assets.lineage import REFRESH_TAG, LineageGraph, chain_fields
-from omni_assets.lineage_assets import LINEAGE_ASSET_KEY
-from omni_assets.lineage_render import (
+from omni_assets.cli.driver import LocalDriver
+from omni_assets.lineage.graph import REFRESH_TAG, LineageGraph, chain_fields
+from omni_assets.lineage.render import (
     chains_summary_md,
     describe_ancestry,
     describe_reverse,
     lineage_markdown,
 )
+from omni_assets.lineage_assets import LINEAGE_ASSET_KEY
+from omni_assets.pipeline.thumbnails import INLINE_MD_LIMIT
 from omni_assets.registry import Record, RecordState
 from omni_assets.source_images import SOURCE_IMAGES_KEY
-from omni_assets.thumbnails import INLINE_MD_LIMIT
 
 from .pipeline_env import DEMO_DIR, pipeline_env
 

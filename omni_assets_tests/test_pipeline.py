@@ -19,8 +19,8 @@ from dagster import (
 )
 
 from omni_assets.assets import VIDEO_ASSET_KEY, omni_video_partitions
+from omni_assets.cli.driver import LocalDriver
 from omni_assets.definitions import defs as default_defs
-from omni_assets.driver import LocalDriver
 from omni_assets.registry import RecordState
 
 from .pipeline_env import DEMO_DIR, PipelineEnv, pipeline_env

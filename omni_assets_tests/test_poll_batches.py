@@ -7,11 +7,11 @@ from pathlib import Path
 from dagster import SensorResult, build_sensor_context, instance_for_test
 
 from omni_assets.jobs import MATERIALIZE_JOB
+from omni_assets.pipeline.runtime import OmniRuntime
 from omni_assets.providers import get_provider
 from omni_assets.providers.base import TaskRef, TaskState, TaskStatus
 from omni_assets.registry import PollUpdate, RecordState, RegisterItem, Registry
 from omni_assets.request import VideoRequest
-from omni_assets.runtime import OmniRuntime
 from omni_assets.sensors import MAX_VIDEOS_PER_RUN, poll_tick
 from omni_assets.storage import VideoStorage
 

@@ -14,8 +14,8 @@ import fsspec
 import numpy as np
 import pytest
 
-import omni_assets.probe as probe_module
-from omni_assets.probe import (
+import omni_assets.pipeline.probe as probe_module
+from omni_assets.pipeline.probe import (
     InvalidVideoError,
     VideoProbe,
     data_uri_png,

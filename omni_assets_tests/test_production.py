@@ -38,8 +38,8 @@ from dagster import (
 )
 
 from omni_assets.assets import VIDEO_ASSET_KEY
+from omni_assets.cli.driver import LocalDriver
 from omni_assets.definitions import build_definitions
-from omni_assets.driver import LocalDriver
 from omni_assets.registry import RecordState, Registry
 from omni_assets.resources import OmniRegistryResource, OmniStorageResource
 from omni_assets.settings import Settings

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from omni_assets.driver import LocalDriver
-from omni_assets.progress import ProgressLine, render_progress
+from omni_assets.cli.driver import LocalDriver
+from omni_assets.cli.progress import ProgressLine, render_progress
 from omni_assets.registry import Record, RecordState, RegisterItem, Registry
 
 from .pipeline_env import pipeline_env

@@ -17,10 +17,10 @@ from dagster import (
 )
 
 from omni_assets.assets import VIDEO_ASSET_KEY
+from omni_assets.cli.driver import LocalDriver
 from omni_assets.definitions import build_definitions
-from omni_assets.driver import LocalDriver
-from omni_assets.lineage import REFRESH_TAG, build_graph
-from omni_assets.refresh import RefreshConfig, refresh_key
+from omni_assets.lineage.graph import REFRESH_TAG, build_graph
+from omni_assets.pipeline.refresh import RefreshConfig, refresh_key
 from omni_assets.registry import RecordState
 from omni_assets.resources import OmniRegistryResource, OmniStorageResource
 from omni_assets.schedules import REFRESH_SCHEDULE

@@ -26,9 +26,9 @@ import pytest
 import yaml
 from dagster import DagsterInstance
 
+from omni_assets.cli.driver import LocalDriver
+from omni_assets.cli.lineage import materialize_lineage
 from omni_assets.definitions import build_definitions
-from omni_assets.driver import LocalDriver
-from omni_assets.lineage_cli import materialize_lineage
 from omni_assets.resources import OmniRegistryResource, OmniStorageResource
 from omni_assets.settings import Settings
 

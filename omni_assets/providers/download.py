@@ -28,6 +28,7 @@ import fsspec
 import httpx
 
 from .._crashpoints import crashpoint
+from ..storage.sinks import Sink, open_sink
 from .base import DownloadResult
 from .errors import (
     DownloadError,
@@ -37,7 +38,6 @@ from .errors import (
     UrlExpiredError,
 )
 from .http import ClientOptions, parse_retry_after, transport_error
-from .sinks import Sink, open_sink
 
 __all__ = ["download_to", "safe_url"]
 

@@ -22,14 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-from omni_assets.intake import check_requests, load_requests_file
-from omni_assets.materialize import materialize_record
-from omni_assets.poll import PollPolicy, poll_in_flight
+from omni_assets.pipeline.intake import check_requests, load_requests_file
+from omni_assets.pipeline.materialize import materialize_record
+from omni_assets.pipeline.poll import PollPolicy, poll_in_flight
+from omni_assets.pipeline.runtime import OmniRuntime
+from omni_assets.pipeline.submit import SubmitLimits, recover_stale_submits, submit_pending
 from omni_assets.providers import PROVIDER_NAMES, get_provider
 from omni_assets.registry import RecordState, Registry
-from omni_assets.runtime import OmniRuntime
 from omni_assets.storage import VideoStorage
-from omni_assets.submit import SubmitLimits, recover_stale_submits, submit_pending
 
 SETTLED = {RecordState.MATERIALIZED, RecordState.FAILED, RecordState.UNKNOWN}
 API_KEY = "crash-driver-not-a-secret"

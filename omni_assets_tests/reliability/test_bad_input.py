@@ -18,11 +18,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from omni_assets.intake import Intake, RequestIssue, load_requests_file, parse_requests
+from omni_assets.pipeline.intake import Intake, RequestIssue, load_requests_file, parse_requests
+from omni_assets.pipeline.runtime import OmniRuntime
 from omni_assets.providers import PROVIDER_NAMES, get_provider
 from omni_assets.registry import Registry
 from omni_assets.request import VideoRequest
-from omni_assets.runtime import OmniRuntime
 from omni_assets.sensors import register_requests
 from omni_assets.storage import VideoStorage
 

@@ -22,8 +22,8 @@ import pytest
 from dagster import DagsterInstance, Definitions, instance_for_test
 
 from omni_assets.assets import VIDEO_ASSET_KEY
+from omni_assets.cli.driver import LocalDriver
 from omni_assets.definitions import build_definitions
-from omni_assets.driver import LocalDriver
 from omni_assets.emulator.tasks import POLICY_MESSAGE
 from omni_assets.registry import RecordState, Registry
 from omni_assets.resources import (

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from omni_assets.driver import LocalDriver
+from omni_assets.cli.driver import LocalDriver
 from omni_assets.jobs import MATERIALIZE_JOB
 from omni_assets.registry import RecordState
 from omni_assets.storage import VideoStorage

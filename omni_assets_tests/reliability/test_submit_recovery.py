@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from omni_assets.emulator import EmulatorServer
+from omni_assets.pipeline.submit import recover_stale_submits, submit_pending
 from omni_assets.providers import get_provider
 from omni_assets.registry import RecordState, RegisterItem, Registry
 from omni_assets.request import VideoRequest
 from omni_assets.storage import VideoStorage
-from omni_assets.submit import recover_stale_submits, submit_pending
 
 from ..test_providers_support import FAST
 

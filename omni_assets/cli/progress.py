@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from .registry import Record, RecordState
+from ..registry import Record, RecordState
 
 __all__ = ["ProgressLine", "render_progress"]
 

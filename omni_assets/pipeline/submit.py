@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._crashpoints import crashpoint
-from .providers.base import Provider, TaskRef
-from .providers.errors import (
+from .._crashpoints import crashpoint
+from ..providers.base import Provider, TaskRef
+from ..providers.errors import (
     AuthenticationError,
     InsufficientBalanceError,
     InvalidRequestError,
@@ -27,10 +27,10 @@ from .providers.errors import (
     RateLimitedError,
     SubmitOutcomeUnknownError,
 )
-from .registry import Record, RecordState, Registry, StateConflictError
-from .request import VideoRequest
+from ..registry import Record, RecordState, Registry, StateConflictError
+from ..request import VideoRequest
+from ..storage import VideoStorage
 from .sources import ResolvedSource, resolve_source
-from .storage import VideoStorage
 
 __all__ = [
     "PROVIDER_REFUSALS",
@@ -43,7 +43,7 @@ __all__ = [
     "submit_pending",
 ]
 
-log = logging.getLogger("omni_assets.submit")
+log = logging.getLogger("omni_assets.pipeline.submit")
 
 # Providers whose idempotency key makes replaying an interrupted submission safe.
 REPLAY_SAFE = frozenset({"apimart"})

@@ -15,7 +15,7 @@ import av
 import av.container
 import av.video
 
-from .providers.errors import DownloadError
+from ..providers.errors import DownloadError
 
 __all__ = [
     "InvalidVideoError",

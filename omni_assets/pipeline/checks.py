@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..request import VideoRequest
 from .probe import VideoProbe
-from .request import VideoRequest
 
 __all__ = [
     "ASPECT_TOLERANCE",

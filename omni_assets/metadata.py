@@ -16,17 +16,17 @@ from typing import Any
 import av
 from dagster import MetadataValue
 
-from .lineage import chain_fields
-from .lineage_render import image_link, video_link
-from .materialize import MaterializedVideo
-from .probe import InvalidVideoError
+from .lineage.graph import chain_fields
+from .lineage.render import image_link, video_link
+from .pipeline.materialize import MaterializedVideo
+from .pipeline.probe import InvalidVideoError
+from .pipeline.runtime import OmniRuntime
+from .pipeline.thumbnails import thumbnail_and_preview_md
 from .registry import Record
-from .runtime import OmniRuntime
-from .thumbnails import thumbnail_and_preview_md
 
 __all__ = ["with_audit_fields"]
 
-log = logging.getLogger("omni_assets.audit")
+log = logging.getLogger("omni_assets.metadata")
 
 
 def with_audit_fields(

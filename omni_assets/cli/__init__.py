@@ -27,7 +27,7 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-DEMO_REQUESTS = Path(__file__).parent / "demo" / "requests.yaml"
+DEMO_REQUESTS = Path(__file__).parent.parent / "demo" / "requests.yaml"
 KEY_LINES = 20  # up to this many requests, each state change gets a line of its own
 
 
@@ -44,8 +44,8 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 
 def _summary_rows(records: Sequence[object], storage: object) -> list[list[str]]:
-    from .registry import Record
-    from .storage import VideoStorage
+    from ..registry import Record
+    from ..storage import VideoStorage
 
     assert isinstance(storage, VideoStorage)
     rows = []
@@ -67,16 +67,16 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
     """Register ``requests_file`` and drive the code location until every request settles."""
     from dagster import BetaWarning, DagsterInstance
 
-    from .dagster_runtime import runtime_from_definitions
-    from .definitions import build_definitions
+    from ..dagster_runtime import runtime_from_definitions
+    from ..definitions import build_definitions
+    from ..pipeline.intake import load_requests_file
+    from ..registry import Record
+    from ..resources import OmniRegistryResource, OmniStorageResource
+    from ..sensors import register_requests
+    from ..settings import Settings
     from .driver import LocalDriver
-    from .intake import load_requests_file
-    from .lineage_cli import materialize_lineage
+    from .lineage import materialize_lineage
     from .progress import ProgressLine
-    from .registry import Record
-    from .resources import OmniRegistryResource, OmniStorageResource
-    from .sensors import register_requests
-    from .settings import Settings
 
     logging.getLogger("dagster").setLevel(log_level)
     warnings.filterwarnings("ignore", category=BetaWarning)
@@ -143,7 +143,7 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .emulator import EmulatorConfig, EmulatorServer
+    from ..emulator import EmulatorConfig, EmulatorServer
 
     with ExitStack() as stack:
         storage = Path(args.storage).absolute()
@@ -183,9 +183,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .registry import Registry, default_registry_url
-    from .settings import Settings
-    from .storage import VideoStorage
+    from ..registry import Registry, default_registry_url
+    from ..settings import Settings
+    from ..storage import VideoStorage
 
     registry = Registry(default_registry_url())
     storage = VideoStorage(Settings.from_env().storage_url)
@@ -200,7 +200,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from .registry import Registry, default_registry_url
+    from ..registry import Registry, default_registry_url
 
     registry = Registry(default_registry_url())
     code = 0
@@ -216,13 +216,13 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_emulator(argv: list[str]) -> int:
-    from .emulator.__main__ import main as emulator_main
+    from ..emulator.__main__ import main as emulator_main
 
     return emulator_main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .lineage_cli import add_lineage_parser, cmd_lineage
+    from .lineage import add_lineage_parser, cmd_lineage
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["emulator"]:
@@ -256,6 +256,3 @@ def main(argv: list[str] | None = None) -> int:
     }
     return handlers[args.command](args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

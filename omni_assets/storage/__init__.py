@@ -28,7 +28,7 @@ from typing import IO, Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from .request import KEY_PATTERN
+from ..request import KEY_PATTERN
 
 __all__ = ["MAX_PRESIGN_S3_SECONDS", "PARTIAL_MARKER", "PresignUnsupportedError", "VideoStorage"]
 

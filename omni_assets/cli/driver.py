@@ -24,9 +24,9 @@ from dagster import (
     build_sensor_context,
 )
 
-from .assets import omni_video_partitions
-from .registry import Record, RecordState, Registry
-from .submit import PROVIDER_REFUSALS, recover_stale_submits
+from ..assets import omni_video_partitions
+from ..pipeline.submit import PROVIDER_REFUSALS, recover_stale_submits
+from ..registry import Record, RecordState, Registry
 
 __all__ = ["DriveResult", "LocalDriver"]
 

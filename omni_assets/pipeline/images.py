@@ -14,12 +14,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ..storage import VideoStorage
 from .probe import InvalidVideoError, probe_video
-from .storage import VideoStorage
 
 __all__ = ["describe_image", "image_path", "load_image_info", "uploads_of"]
 
-log = logging.getLogger("omni_assets.images")
+log = logging.getLogger("omni_assets.pipeline.images")
 
 
 def image_path(storage: VideoStorage, sha256: str, storage_uri: str | None) -> str:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from .providers.base import TaskRef, TaskState, TaskStatus
-from .providers.errors import OmniError
-from .request import VideoRequest
+from ..providers.base import TaskRef, TaskState, TaskStatus
+from ..providers.errors import OmniError
+from ..request import VideoRequest
 
 __all__ = [
     "TIMESTAMPS",

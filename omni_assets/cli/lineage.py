@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the CLI imports this module on every call: keep start-up light
     from dagster import DagsterInstance, Definitions
 
-    from .lineage import LineageGraph
+    from ..lineage.graph import LineageGraph
 
 __all__ = ["add_lineage_parser", "cmd_lineage", "load_graph", "materialize_lineage"]
 
@@ -51,10 +51,10 @@ def add_lineage_parser(sub: Any) -> None:
 
 def load_graph(storage_url: str | None, *, snapshot: bool) -> LineageGraph:
     """The lineage graph: from the registry (live) or from the stored snapshot."""
-    from .lineage import GRAPH_FILE, LineageGraph, build_graph
-    from .registry import Registry, default_registry_url
-    from .settings import Settings
-    from .storage import VideoStorage
+    from ..lineage.graph import GRAPH_FILE, LineageGraph, build_graph
+    from ..registry import Registry, default_registry_url
+    from ..settings import Settings
+    from ..storage import VideoStorage
 
     storage = VideoStorage(storage_url or Settings.from_env().storage_url)
     if snapshot:
@@ -83,7 +83,7 @@ def materialize_lineage(defs: Definitions, instance: DagsterInstance) -> str:
     """Materialize ``omni_lineage`` (what its sensor does in ``dagster dev``); a summary line."""
     from dagster import materialize
 
-    from .lineage_assets import LINEAGE_ASSET_KEY
+    from ..lineage_assets import LINEAGE_ASSET_KEY
 
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     result = materialize(
@@ -103,7 +103,7 @@ def materialize_lineage(defs: Definitions, instance: DagsterInstance) -> str:
 
 def cmd_lineage(args: argparse.Namespace) -> int:
     """Print the ancestry of ``args.target`` (or, with ``--reverse``, the videos using it)."""
-    from .lineage_render import describe_ancestry, describe_reverse
+    from ..lineage.render import describe_ancestry, describe_reverse
 
     try:
         graph = load_graph(args.storage, snapshot=args.snapshot)

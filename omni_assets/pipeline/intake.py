@@ -25,8 +25,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .providers.errors import InvalidRequestError
-from .request import VideoRequest
+from ..providers.errors import InvalidRequestError
+from ..request import VideoRequest
 
 __all__ = [
     "Intake",

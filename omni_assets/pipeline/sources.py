@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .providers.base import Provider
-from .providers.errors import InvalidRequestError
-from .storage import VideoStorage
+from ..providers.base import Provider
+from ..providers.errors import InvalidRequestError
+from ..storage import VideoStorage
 
 __all__ = ["PRESIGN_SECONDS", "ResolvedSource", "resolve_source"]
 

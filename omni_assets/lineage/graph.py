@@ -9,7 +9,7 @@ every request whatever its state:
   file not submitted yet);
 * a **video** node per request (partition key), with its provider, model, task, cost, state;
 * edges ``input`` (image → video), ``extends`` (parent → child video) and ``refresh``
-  (a request → each scheduled regeneration of it, see :mod:`omni_assets.refresh`).
+  (a request → each scheduled regeneration of it, see :mod:`omni_assets.pipeline.refresh`).
 
 :func:`chain_fields` gives one video's ``parent``/``chain_root``/``chain_depth``, written into
 its sidecar and its materialization. The ``omni_lineage`` asset stores the whole graph as
@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .images import load_image_info
-from .providers import capabilities
-from .registry import Record, RecordState
-from .storage import VideoStorage
+from ..pipeline.images import load_image_info
+from ..providers import capabilities
+from ..registry import Record, RecordState
+from ..storage import VideoStorage
 
 __all__ = [
     "GRAPH_FILE",

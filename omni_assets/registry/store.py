@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.pool import StaticPool
 
-from .providers.base import TaskRef
-from .registry_model import (
+from ..providers.base import TaskRef
+from .model import (
     TIMESTAMPS,
     TRANSITIONS,
     HistoryEvent,

@@ -33,9 +33,9 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from . import registry_store as db
-from .providers.base import TaskRef, TaskStatus
-from .registry_model import (
+from ..providers.base import TaskRef, TaskStatus
+from . import store as db
+from .model import (
     TRANSITIONS,
     HistoryEvent,
     PollUpdate,
@@ -46,7 +46,7 @@ from .registry_model import (
     StateConflictError,
     SupersededEntry,
 )
-from .registry_store import RegistryStore
+from .store import RegistryStore
 
 __all__ = [
     "TRANSITIONS",

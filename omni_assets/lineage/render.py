@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
-from .lineage import ImageNode, LineageGraph, VideoNode
+from .graph import ImageNode, LineageGraph, VideoNode
 
 __all__ = [
     "chains_summary_md",

@@ -15,18 +15,18 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .providers.base import Provider, TaskState, TaskStatus
-from .providers.errors import (
+from ..providers.base import Provider, TaskState, TaskStatus
+from ..providers.errors import (
     OmniError,
     ProviderError,
     RateLimitedError,
     TaskNotFoundError,
 )
-from .registry import PollUpdate, Record, Registry
+from ..registry import PollUpdate, Record, Registry
 
 __all__ = ["PollPolicy", "PollReport", "poll_in_flight"]
 
-log = logging.getLogger("omni_assets.poll")
+log = logging.getLogger("omni_assets.pipeline.poll")
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from .lineage import REFRESH_TAG
-from .registry import Record, RecordState
-from .request import VideoRequest
-from .storage import VideoStorage
+from ..lineage.graph import REFRESH_TAG
+from ..registry import Record, RecordState
+from ..request import VideoRequest
+from ..storage import VideoStorage
 
 __all__ = [
     "MAX_BASE_KEY_LENGTH",

@@ -8,14 +8,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..providers import capabilities
+from ..providers.base import Provider
+from ..providers.errors import InvalidRequestError
+from ..providers.validation import validate
+from ..registry import RegisterItem, RegisterResult, Registry
+from ..request import VideoRequest
+from ..storage import VideoStorage
 from .poll import PollPolicy
-from .providers import capabilities
-from .providers.base import Provider
-from .providers.errors import InvalidRequestError
-from .providers.validation import validate
-from .registry import RegisterItem, RegisterResult, Registry
-from .request import VideoRequest
-from .storage import VideoStorage
 from .submit import SubmitLimits
 
 __all__ = ["OmniRuntime"]

@@ -13,17 +13,17 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ._crashpoints import crashpoint
-from .lineage import chain_fields
+from .._crashpoints import crashpoint
+from ..lineage.graph import chain_fields
+from ..providers.base import Provider
+from ..providers.errors import DownloadError, UrlExpiredError
+from ..registry import Record, Registry
+from ..storage import VideoStorage
 from .probe import VideoProbe, probe_video
-from .providers.base import Provider
-from .providers.errors import DownloadError, UrlExpiredError
-from .registry import Record, Registry
-from .storage import VideoStorage
 
 __all__ = ["MaterializedVideo", "commit_materialized", "materialize_record"]
 
-log = logging.getLogger("omni_assets.materialize")
+log = logging.getLogger("omni_assets.pipeline.materialize")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The image -> video -> extension graph (graph.py) and its rendering for people (render.py)."""
