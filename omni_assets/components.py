@@ -107,7 +107,7 @@ class _OmniScaffolder(Scaffolder[Any]):
             },
         )
         (request.target_path / "requests.yaml").write_text(
-            "# One entry per video; see the omni_assets README for every field.\n"
+            "# One entry per video; every field is in the omni_assets docs/reference.md.\n"
             "requests:\n"
             "  - id: paper-boat\n"
             "    prompt: A paper boat drifting down a rain-soaked street at dusk\n"
