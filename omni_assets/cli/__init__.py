@@ -255,4 +255,3 @@ def main(argv: list[str] | None = None) -> int:
         "lineage": cmd_lineage,
     }
     return handlers[args.command](args)
-
