@@ -271,3 +271,20 @@ def test_links_between_documents_resolve() -> None:
             if not target.exists() or (anchor and anchor not in anchors.get(target, {anchor})):
                 broken.append(f"{document.relative_to(REPO)}: {link}")
     assert not broken
+
+
+def test_the_definitions_example_loads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The README's "Use it in your project" example, as written, is a loadable code location."""
+    from dagster import Definitions
+
+    readme = (REPO / "README.md").read_text()
+    (example,) = re.findall(r"(?ms)^```python\n(from dagster import Definitions.*?)^```", readme)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("APIMART_API_KEY", "sk-readme")
+    namespace: dict[str, Any] = {"your_defs": Definitions()}
+    exec(compile(example, "README.md", "exec"), namespace)
+    defs = namespace["defs"]
+    Definitions.validate_loadable(defs)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys >= {"omni_video", "source_images", "omni_lineage"}
+    assert len(example.strip().splitlines()) <= 12
