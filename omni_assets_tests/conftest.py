@@ -8,6 +8,7 @@ import pytest
 
 from omni_assets.emulator import EmulatorConfig, EmulatorServer
 
+from .hostile import HostileServer
 from .servers import PostgresServer, SeaweedS3, require_system, weed_binary
 
 # -- real servers (omni_assets_tests/servers.py) ------------------------------------------------
@@ -54,3 +55,13 @@ def fresh_emulator(emulator: EmulatorServer) -> EmulatorServer:
     """The session's emulator reset to its start-up config, with no tasks, files or audit."""
     emulator.reset()
     return emulator
+
+
+# -- the hostile provider (omni_assets_tests/hostile.py) ------------------------------------------
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileServer]:
+    """A hostile provider on 127.0.0.1 with no routes yet: the test registers its handlers."""
+    with HostileServer() as server:
+        yield server
