@@ -19,9 +19,8 @@ from dagster import MetadataValue
 from .lineage.graph import chain_fields
 from .lineage.render import image_link, video_link
 from .pipeline.materialize import MaterializedVideo
-from .pipeline.probe import InvalidVideoError
+from .pipeline.media import InvalidVideoError, thumbnail_and_preview_md
 from .pipeline.runtime import OmniRuntime
-from .pipeline.thumbnails import thumbnail_and_preview_md
 from .registry import Record
 
 __all__ = ["with_audit_fields"]

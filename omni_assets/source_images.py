@@ -30,8 +30,8 @@ from dagster import (
 
 from .lineage.render import video_link
 from .pipeline.images import describe_image, image_path, uploads_of
+from .pipeline.media import inline_thumbnail_md
 from .pipeline.runtime import OmniRuntime
-from .pipeline.thumbnails import inline_thumbnail_md
 
 __all__ = [
     "SOURCE_IMAGES_KEY",

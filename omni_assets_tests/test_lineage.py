@@ -23,7 +23,7 @@ from omni_assets.lineage.render import (
     lineage_markdown,
 )
 from omni_assets.lineage_assets import LINEAGE_ASSET_KEY
-from omni_assets.pipeline.thumbnails import INLINE_MD_LIMIT
+from omni_assets.pipeline.media import INLINE_MD_LIMIT
 from omni_assets.registry import Record, RecordState
 from omni_assets.source_images import SOURCE_IMAGES_KEY
 

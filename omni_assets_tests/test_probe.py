@@ -14,8 +14,8 @@ import fsspec
 import numpy as np
 import pytest
 
-import omni_assets.pipeline.probe as probe_module
-from omni_assets.pipeline.probe import (
+import omni_assets.pipeline.media as probe_module
+from omni_assets.pipeline.media import (
     InvalidVideoError,
     VideoProbe,
     data_uri_png,
@@ -174,10 +174,16 @@ def test_data_uri_png(clip: Path) -> None:
 
 def test_public_api() -> None:
     assert set(probe_module.__all__) == {
+        "INLINE_MD_LIMIT",
         "InvalidVideoError",
         "VideoProbe",
+        "data_uri",
         "data_uri_png",
+        "encode_image",
+        "inline_thumbnail_md",
+        "preview_md",
         "probe_video",
+        "thumbnail_and_preview_md",
         "thumbnail_frame",
         "thumbnail_png",
     }

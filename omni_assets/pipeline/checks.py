@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..request import VideoRequest
-from .probe import VideoProbe
+from .media import VideoProbe
 
 __all__ = [
     "ASPECT_TOLERANCE",

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..storage import VideoStorage
-from .probe import InvalidVideoError, probe_video
+from .media import InvalidVideoError, probe_video
 
 __all__ = ["describe_image", "image_path", "load_image_info", "uploads_of"]
 

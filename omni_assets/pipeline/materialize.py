@@ -19,7 +19,7 @@ from ..providers.base import Provider
 from ..providers.errors import DownloadError, UrlExpiredError
 from ..registry import Record, Registry
 from ..storage import VideoStorage
-from .probe import VideoProbe, probe_video
+from .media import VideoProbe, probe_video
 
 __all__ = ["MaterializedVideo", "commit_materialized", "materialize_record"]
 
