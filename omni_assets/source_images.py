@@ -29,9 +29,9 @@ from dagster import (
 )
 
 from .lineage.render import video_link
-from .pipeline.images import describe_image, image_path, uploads_of
 from .pipeline.media import inline_thumbnail_md
 from .pipeline.runtime import OmniRuntime
+from .pipeline.sources import describe_image, image_path, uploads_of
 
 __all__ = [
     "SOURCE_IMAGES_KEY",

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..pipeline.images import load_image_info
+from ..pipeline.sources import load_image_info
 from ..providers import capabilities
 from ..registry import Record, RecordState
 from ..storage import VideoStorage
