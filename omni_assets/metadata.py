@@ -16,8 +16,8 @@ from typing import Any
 import av
 from dagster import MetadataValue
 
-from .lineage.graph import chain_fields
 from .lineage.render import image_link, video_link
+from .pipeline.chain import chain_fields
 from .pipeline.materialize import MaterializedVideo
 from .pipeline.media import InvalidVideoError, thumbnail_and_preview_md
 from .pipeline.runtime import OmniRuntime

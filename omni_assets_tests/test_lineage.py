@@ -15,7 +15,7 @@ from dagster import materialize
 
 from omni_assets.assets import VIDEO_ASSET_KEY
 from omni_assets.cli.driver import LocalDriver
-from omni_assets.lineage.graph import REFRESH_TAG, LineageGraph, chain_fields
+from omni_assets.lineage.graph import LineageGraph
 from omni_assets.lineage.render import (
     chains_summary_md,
     describe_ancestry,
@@ -23,6 +23,7 @@ from omni_assets.lineage.render import (
     lineage_markdown,
 )
 from omni_assets.lineage_assets import LINEAGE_ASSET_KEY
+from omni_assets.pipeline.chain import REFRESH_TAG, chain_fields
 from omni_assets.pipeline.media import INLINE_MD_LIMIT
 from omni_assets.registry import Record, RecordState
 from omni_assets.source_images import SOURCE_IMAGES_KEY

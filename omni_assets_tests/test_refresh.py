@@ -19,7 +19,8 @@ from dagster import (
 from omni_assets.assets import VIDEO_ASSET_KEY
 from omni_assets.cli.driver import LocalDriver
 from omni_assets.definitions import build_definitions
-from omni_assets.lineage.graph import REFRESH_TAG, build_graph
+from omni_assets.lineage.graph import build_graph
+from omni_assets.pipeline.chain import REFRESH_TAG
 from omni_assets.pipeline.refresh import RefreshConfig, refresh_key
 from omni_assets.registry import RecordState
 from omni_assets.resources import OmniRegistryResource, OmniStorageResource

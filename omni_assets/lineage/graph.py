@@ -11,78 +11,39 @@ every request whatever its state:
 * edges ``input`` (image → video), ``extends`` (parent → child video) and ``refresh``
   (a request → each scheduled regeneration of it, see :mod:`omni_assets.pipeline.refresh`).
 
-:func:`chain_fields` gives one video's ``parent``/``chain_root``/``chain_depth``, written into
-its sidecar and its materialization. The ``omni_lineage`` asset stores the whole graph as
-``lineage/graph.json``; ``omni-assets lineage`` prints from it (see ``lineage_render.py``).
-No Dagster import here.
+:func:`omni_assets.pipeline.chain.chain_fields` gives one video's ``parent``/``chain_root``/
+``chain_depth``, written into its sidecar and its materialization. The ``omni_lineage`` asset
+stores the whole graph as ``lineage/graph.json``; ``omni-assets lineage`` prints from it (see
+:mod:`omni_assets.lineage.render`). No Dagster import here.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..pipeline.chain import chain_fields
 from ..pipeline.sources import load_image_info
-from ..providers import capabilities
 from ..registry import Record, RecordState
 from ..storage import VideoStorage
 
 __all__ = [
     "GRAPH_FILE",
-    "REFRESH_TAG",
     "ImageNode",
     "LineageGraph",
     "VideoNode",
     "build_graph",
-    "chain_fields",
     "image_ids",
 ]
 
 GRAPH_FILE = "graph.json"
-#: The request tag naming the request a scheduled refresh regenerates (see refresh.py).
-REFRESH_TAG = "omni.refresh_of"
 _SHA_RE = re.compile(r"^[0-9a-f]{8,64}$")
 _FORMAT = 1
-
-
-def chain_fields(get: Callable[[str], Record | None], record: Record) -> dict[str, Any]:
-    """``record``'s place in its extension chain and refresh history.
-
-    ``chain_root`` is the topmost ancestor (the record itself when it extends nothing),
-    ``chain_depth`` the number of hops to it; ``extended_via`` says how the provider was told
-    about the parent: ``task_id`` (APIMart ``extend_from_task_id``) or ``video_url`` (the
-    parent's video as the reference video).
-    """
-    root, depth, seen = record.key, 0, {record.key}
-    parent = get(record.parent_key) if record.parent_key else None
-    key = record.parent_key
-    while key is not None and key not in seen:
-        seen.add(key)
-        root, depth = key, depth + 1
-        above = get(key)
-        key = above.parent_key if above is not None else None
-    out: dict[str, Any] = {
-        "parent": record.parent_key,
-        "chain_root": root,
-        "chain_depth": depth,
-        "refresh_of": (record.request.get("tags") or {}).get(REFRESH_TAG),
-    }
-    if record.parent_key:
-        out["extended_via"] = _extension(record.provider, record.model)
-        out["parent_task_id"] = parent.task_id if parent else None
-    return out
-
-
-@functools.lru_cache(maxsize=64)
-def _extension(provider: str, model: str) -> str | None:
-    caps = capabilities.find(provider, model)
-    return caps.extension.value if caps and caps.extension else None
 
 
 def image_ids(record: Record) -> list[tuple[str, dict[str, Any]]]:

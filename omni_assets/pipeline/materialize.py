@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .._crashpoints import crashpoint
-from ..lineage.graph import chain_fields
 from ..providers.base import Provider
 from ..providers.errors import DownloadError, UrlExpiredError
 from ..registry import Record, Registry
 from ..storage import VideoStorage
+from .chain import chain_fields
 from .media import VideoProbe, probe_video
 
 __all__ = ["MaterializedVideo", "commit_materialized", "materialize_record"]

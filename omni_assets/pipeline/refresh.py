@@ -25,10 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ..lineage.graph import REFRESH_TAG
 from ..registry import Record, RecordState
 from ..request import VideoRequest
 from ..storage import VideoStorage
+from .chain import REFRESH_TAG
 
 __all__ = [
     "MAX_BASE_KEY_LENGTH",
