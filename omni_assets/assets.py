@@ -32,7 +32,6 @@ from dagster import (
     asset,
 )
 
-from .dagster_runtime import runtime_from_resources
 from .metadata import with_audit_fields
 from .pipeline.checks import CHECK_MATCHES_REQUEST, CHECK_PLAYS, CheckOutcome, evaluate_checks
 from .pipeline.materialize import MaterializedVideo, materialize_record
@@ -43,6 +42,7 @@ from .providers.errors import TaskFailedError, TaskTimeoutError
 from .providers.wait import wait
 from .registry import Record, RecordState
 from .request import VideoRequest
+from .resources import runtime_from_resources
 from .source_images import report_source_images
 
 __all__ = [

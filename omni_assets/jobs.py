@@ -21,12 +21,12 @@ from dagster import (
 from pydantic import Field
 
 from .assets import check_evaluations, materialization_event
-from .dagster_runtime import runtime_from_resources
 from .lineage_assets import failure_observations
 from .pipeline.materialize import MaterializedVideo, commit_materialized, materialize_record
 from .pipeline.runtime import OmniRuntime
 from .pipeline.submit import submit_pending
 from .registry import RecordState
+from .resources import runtime_from_resources
 from .source_images import report_source_images
 
 __all__ = ["MATERIALIZE_JOB", "SUBMIT_JOB", "MaterializeConfig", "build_jobs"]

@@ -12,9 +12,9 @@ from typing import Any
 from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, MetadataValue, asset
 
 from .assets import omni_video_partitions
-from .dagster_runtime import runtime_from_resources
 from .pipeline.intake import Intake, RequestIssue
 from .request import VideoRequest
+from .resources import runtime_from_resources
 from .sensors import register_requests
 
 __all__ = ["build_requests_asset", "coerce_requests"]

@@ -3,10 +3,13 @@
 One resource per provider (API key through ``dagster.EnvVar``, base URL, model, timeouts, polling,
 in-flight budget, rate limit; ``get_client()``), one for storage and one for the task registry.
 Keys never appear in run config or logs: Dagster shows an ``EnvVar`` by name, not by value.
+:func:`runtime_from_resources` turns the resources an op, asset or sensor was given into the
+pipeline's :class:`~omni_assets.pipeline.runtime.OmniRuntime`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from dagster import ConfigurableResource, EnvVar
@@ -14,10 +17,12 @@ from pydantic import Field, PrivateAttr
 
 from .emulator.process import ensure_emulator
 from .pipeline.poll import PollPolicy
+from .pipeline.runtime import OmniRuntime
 from .pipeline.submit import SubmitLimits
 from .providers import get_provider
 from .providers.base import Provider
 from .registry import Registry, default_registry_url
+from .settings import Settings
 from .storage import VideoStorage
 
 __all__ = [
@@ -28,6 +33,8 @@ __all__ = [
     "OmniStorageResource",
     "ProviderResource",
     "ToAPIsResource",
+    "runtime_from_definitions",
+    "runtime_from_resources",
 ]
 
 
@@ -148,3 +155,32 @@ class OmniRegistryResource(ConfigurableResource):  # type: ignore[type-arg]
         if self._registry is None:
             self._registry = Registry(self.url or default_registry_url())
         return self._registry
+
+
+def runtime_from_resources(resources: Any, provider_keys: Sequence[str]) -> OmniRuntime:
+    """``resources`` is ``context.resources``; ``provider_keys`` the provider resources in use."""
+    storage: OmniStorageResource = resources.omni_storage
+    registry: OmniRegistryResource = resources.omni_registry
+    providers: dict[str, ProviderResource] = {k: getattr(resources, k) for k in provider_keys}
+    chosen = [k for k, r in providers.items() if r.is_default]
+    default = chosen[0] if chosen else Settings.from_env().default_provider
+    return OmniRuntime(
+        registry=registry.get_registry(),
+        storage=storage.get_storage(),
+        providers={k: r.get_client() for k, r in providers.items()},
+        default_provider=default if default in providers else next(iter(providers), default),
+        limits={k: r.limits for k, r in providers.items()},
+        policies={k: r.poll_policy for k, r in providers.items()},
+    )
+
+
+class _Namespace:
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def runtime_from_definitions(defs: Any) -> OmniRuntime:
+    """The runtime of a ``Definitions`` built by :func:`omni_assets.build_definitions`."""
+    resources = dict(defs.resources or {})
+    keys = [k for k, v in resources.items() if isinstance(v, ProviderResource)]
+    return runtime_from_resources(_Namespace(resources), keys)

@@ -24,9 +24,9 @@ from dagster import (
 )
 
 from .assets import omni_video_partitions
-from .dagster_runtime import runtime_from_resources
 from .pipeline.refresh import RefreshConfig, plan_refresh, prunable, prune_video
 from .pipeline.runtime import OmniRuntime
+from .resources import runtime_from_resources
 from .sensors import register_requests
 
 __all__ = ["REFRESH_SCHEDULE", "RefreshTick", "build_refresh_schedule", "refresh_tick"]

@@ -30,7 +30,6 @@ from dagster import (
 )
 
 from .assets import VIDEO_ASSET_KEY, omni_video_partitions, report_failure
-from .dagster_runtime import runtime_from_resources
 from .jobs import MATERIALIZE_JOB, SUBMIT_JOB
 from .pipeline.intake import Intake, check_requests, load_requests_file
 from .pipeline.poll import poll_in_flight
@@ -38,6 +37,7 @@ from .pipeline.runtime import OmniRuntime
 from .pipeline.submit import recover_stale_submits
 from .registry import RecordState
 from .request import VideoRequest
+from .resources import runtime_from_resources
 from .settings import Settings
 
 __all__ = [

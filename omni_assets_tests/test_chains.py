@@ -16,9 +16,9 @@ import pytest
 
 from omni_assets.assets import VIDEO_ASSET_KEY
 from omni_assets.cli.driver import LocalDriver
-from omni_assets.dagster_runtime import runtime_from_definitions
 from omni_assets.registry import RecordState
 from omni_assets.request import VideoRequest
+from omni_assets.resources import runtime_from_definitions
 from omni_assets.sensors import register_requests
 
 from .pipeline_env import DEMO_DIR, PipelineEnv, pipeline_env

@@ -67,11 +67,10 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
     """Register ``requests_file`` and drive the code location until every request settles."""
     from dagster import BetaWarning, DagsterInstance
 
-    from ..dagster_runtime import runtime_from_definitions
     from ..definitions import build_definitions
     from ..pipeline.intake import load_requests_file
     from ..registry import Record
-    from ..resources import OmniRegistryResource, OmniStorageResource
+    from ..resources import OmniRegistryResource, OmniStorageResource, runtime_from_definitions
     from ..sensors import register_requests
     from ..settings import Settings
     from .driver import LocalDriver
