@@ -6,10 +6,10 @@ Layout under the root URL::
     videos/{key}.json           its sidecar         sources/{sha256}.{ext}           source images
     lineage/...                 lineage graph data
 
-Every write is atomic: the bytes go to a temporary sibling ``<name>.partial-<uuid>`` and are then
-moved onto the final name (``os.replace`` locally, ``fs.mv`` elsewhere; on S3 a server-side copy,
-so the final object appears only complete). A reader never sees half a video or half a sidecar;
-a crash leaves at most a ``.partial-`` file, which ``cleanup_partials`` removes.
+Every write is atomic, through the one writer in :mod:`omni_assets.storage.sinks`: locally the
+bytes go to a temporary sibling ``<name>.partial-<uuid>`` moved onto the final name, on S3 an
+upload that appears only once complete. A reader never sees half a video or half a sidecar; a
+crash leaves at most a ``.partial-`` file, which ``cleanup_partials`` removes.
 """
 
 from __future__ import annotations
@@ -19,20 +19,19 @@ import json
 import os
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from ..request import KEY_PATTERN
+from .sinks import PARTIAL_MARKER, Sink, open_sink, temp_path
 
 __all__ = ["MAX_PRESIGN_S3_SECONDS", "PARTIAL_MARKER", "PresignUnsupportedError", "VideoStorage"]
 
-PARTIAL_MARKER = ".partial-"
 MAX_PRESIGN_S3_SECONDS = 7 * 24 * 3600  # the SigV4 limit
 _CHUNK = 1 << 20
 _KEY_RE = re.compile(KEY_PATTERN)
@@ -114,7 +113,7 @@ class VideoStorage:
 
     def temp_path_for(self, final_path: str) -> str:
         """A fresh temporary sibling of ``final_path`` (``<name>.partial-<uuid>``)."""
-        return f"{final_path}{PARTIAL_MARKER}{uuid.uuid4().hex}"
+        return temp_path(final_path)
 
     def uri(self, path: str) -> str:
         """The full URL of ``path``: ``s3://b/p/videos/k.mp4`` or ``file:///abs/videos/k.mp4``."""
@@ -142,40 +141,18 @@ class VideoStorage:
     # -- atomic writes --------------------------------------------------------------------------
 
     @contextmanager
-    def open_atomic(self, path: str) -> Iterator[IO[bytes]]:
-        """A binary file to write ``path`` through; it appears at ``path`` only on success.
+    def open_atomic(self, path: str) -> Iterator[Sink]:
+        """A sink to write ``path`` through; it appears at ``path`` only on success.
 
         An exception inside the block discards everything written (nothing at ``path``, no
         temporary file left behind).
         """
-        tmp = self.temp_path_for(path)
-        if self.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            try:
-                with open(tmp, "wb") as fh:
-                    yield fh
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                with suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-            return
-        remote = self._fs.open(tmp, "wb")
+        sink = open_sink(self._fs, path)
         try:
-            yield remote
+            yield sink
+            sink.commit()
         except BaseException:
-            _discard(remote)
-            with suppress(Exception):
-                self._fs.rm_file(tmp)
-            raise
-        remote.close()  # commits the temporary object
-        try:
-            self._fs.mv(tmp, path)
-        except BaseException:
-            with suppress(Exception):
-                self._fs.rm_file(tmp)
+            sink.discard()
             raise
 
     def write_bytes_atomic(self, path: str, data: bytes) -> str:
@@ -299,11 +276,3 @@ def _sha256_file(path: str) -> str:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _discard(fh: Any) -> None:
-    """Close a remote file WITHOUT committing what was written (an abandoned upload)."""
-    with suppress(Exception):
-        fh.discard()  # s3fs: aborts the multipart upload
-    with suppress(Exception):
-        fh.closed = True  # or close()/__del__ would upload the buffer

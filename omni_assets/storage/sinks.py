@@ -1,6 +1,10 @@
-"""Where a download's bytes go, so that the final path only ever holds a complete file.
+"""The one atomic writer: the final path only ever holds a complete file.
 
-* **Local disk**: a temporary sibling ``<name>.partial-<uuid>``, then ``os.replace``.
+Every write to storage goes through a :class:`Sink` (downloads stream into one, and
+:meth:`omni_assets.storage.VideoStorage.open_atomic` wraps one for sidecars, sources and lineage):
+
+* **Local disk**: a temporary sibling ``<name>.partial-<uuid>``, flushed to disk (``fsync``), then
+  ``os.replace``.
 * **S3** (s3fs): a multipart upload straight to the final key. S3 shows nothing at a key until
   its upload is completed, and an aborted upload leaves nothing, so no temporary object and no
   server-side copy are needed (that copy cost as much as the upload itself). A few parts are in
@@ -9,6 +13,9 @@
   incomplete upload, invisible and billed until aborted: give the bucket a lifecycle rule
   (``AbortIncompleteMultipartUpload``).
 * **Any other fsspec filesystem**: a temporary sibling through ``fs.open``, then ``fs.mv``.
+
+A crash leaves at most a ``.partial-`` file (or an incomplete S3 upload), never a half file at
+the final name.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ from typing import Any, Protocol
 
 from fsspec.implementations.local import LocalFileSystem
 
-__all__ = ["PARTS_IN_FLIGHT", "PART_SIZE", "Sink", "open_sink"]
+__all__ = ["PARTIAL_MARKER", "PARTS_IN_FLIGHT", "PART_SIZE", "Sink", "open_sink", "temp_path"]
+
+#: What names a temporary sibling: ``<name>.partial-<uuid>``.
+PARTIAL_MARKER = ".partial-"
 
 # S3's minimum part (but the last); 10,000 parts at most, so objects up to ~48 GiB. Each part in
 # flight is held about twice (ours, and the socket's send buffer): ~45 MB peak in all.
@@ -58,14 +68,15 @@ def open_sink(
     return _FsspecSink(fs, path)
 
 
-def _temp_path(path: str) -> str:
-    return f"{path}.partial-{uuid.uuid4().hex}"
+def temp_path(path: str) -> str:
+    """A fresh temporary sibling of ``path``: ``<path>.partial-<uuid>``."""
+    return f"{path}{PARTIAL_MARKER}{uuid.uuid4().hex}"
 
 
 class _LocalSink:
     def __init__(self, path: str) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._path, self._tmp = path, _temp_path(path)
+        self._path, self._tmp = path, temp_path(path)
         self._fh = open(self._tmp, "wb")  # noqa: SIM115 - closed by commit/discard
 
     def write(self, data: bytes) -> None:
@@ -76,6 +87,8 @@ class _LocalSink:
         self._fh.truncate()
 
     def commit(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())  # the bytes are on disk before the name says they are
         self._fh.close()
         os.replace(self._tmp, self._path)
 
@@ -88,14 +101,14 @@ class _LocalSink:
 
 class _FsspecSink:
     def __init__(self, fs: Any, path: str) -> None:
-        self._fs, self._path, self._tmp = fs, path, _temp_path(path)
+        self._fs, self._path, self._tmp = fs, path, temp_path(path)
         self._fh = fs.open(self._tmp, "wb")
 
     def write(self, data: bytes) -> None:
         self._fh.write(data)
 
     def restart(self) -> None:
-        self._fh.close()
+        _abandon(self._fh)
         self._fh = self._fs.open(self._tmp, "wb")
 
     def commit(self) -> None:
@@ -103,11 +116,18 @@ class _FsspecSink:
         self._fs.mv(self._tmp, self._path)
 
     def discard(self) -> None:
-        with contextlib.suppress(Exception):
-            self._fh.close()
+        _abandon(self._fh)
         with contextlib.suppress(Exception):
             if self._fs.exists(self._tmp):
                 self._fs.rm(self._tmp)
+
+
+def _abandon(fh: Any) -> None:
+    """Close a remote file WITHOUT committing what was written (an abandoned upload)."""
+    with contextlib.suppress(Exception):
+        fh.discard()  # s3fs-like buffered files: aborts the upload
+    with contextlib.suppress(Exception):
+        fh.closed = True  # or close()/__del__ would upload the buffer
 
 
 class _S3MultipartSink:
