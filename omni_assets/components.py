@@ -37,7 +37,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .definitions import build_definitions
 from .pipeline.refresh import RefreshConfig
-from .providers.base import PROVIDER_NAMES
+from .providers.capabilities import PROVIDER_NAMES
 from .resources import (
     PROVIDER_RESOURCES,
     OmniRegistryResource,

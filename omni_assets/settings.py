@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .providers.base import PROVIDER_NAMES
+from .providers.capabilities import PROVIDER_NAMES
 
 __all__ = ["EMULATOR", "EMULATOR_API_KEY", "Settings"]
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from .apimart import APIMartClient
 from .base import (
-    PROVIDER_NAMES,
     DownloadResult,
     Provider,
     TaskRef,
@@ -21,7 +20,7 @@ from .base import (
     TaskStatus,
     UploadedFile,
 )
-from .capabilities import CAPABILITIES, DEFAULT_MODELS, ModelCapabilities
+from .capabilities import CAPABILITIES, DEFAULT_MODELS, PROVIDER_NAMES, ModelCapabilities
 from .client import ProviderClient
 from .crun import CRUNClient
 from .errors import InvalidRequestError

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from .capabilities import ModelCapabilities
 
 __all__ = [
-    "PROVIDER_NAMES",
     "DownloadResult",
     "Provider",
     "TaskRef",
@@ -24,8 +23,6 @@ __all__ = [
     "TaskStatus",
     "UploadedFile",
 ]
-
-PROVIDER_NAMES = ("jimmyai", "apimart", "toapis", "crun")
 
 
 class TaskState(str, Enum):

@@ -14,13 +14,13 @@ from enum import Enum
 from types import MappingProxyType
 
 from ..request import GenerationMode
-from .base import PROVIDER_NAMES
 from .errors import InvalidRequestError
 
 __all__ = [
     "CAPABILITIES",
     "DEFAULT_MODELS",
     "IMAGE_EXTENSIONS",
+    "PROVIDER_NAMES",
     "VIDEO_EXTENSIONS",
     "DurationWithVideo",
     "Extension",
@@ -31,6 +31,9 @@ __all__ = [
     "models_for",
     "resolve_model",
 ]
+
+#: Every provider this package has a client for.
+PROVIDER_NAMES = ("jimmyai", "apimart", "toapis", "crun")
 
 HOUR = 3600.0
 DAY = 24 * HOUR

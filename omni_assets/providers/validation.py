@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..request import GenerationMode, VideoRequest
-from .base import PROVIDER_NAMES
 from .capabilities import (
     IMAGE_EXTENSIONS,
+    PROVIDER_NAMES,
     VIDEO_EXTENSIONS,
     DurationWithVideo,
     Extension,
