@@ -1,6 +1,6 @@
 """The code location of the end-to-end benchmark: the default one, with submission budgets raised.
 
-Everything comes from the documented environment (``OMNI_*``) as in ``omni_assets.definitions``;
+Everything comes from the documented environment (``OMNI_*``) as in ``omni_assets.location``;
 only the APIMart resource's config differs: ``max_in_flight`` and ``rate_limit_per_s`` from
 ``BENCH_MAX_IN_FLIGHT`` / ``BENCH_RATE_LIMIT_PER_S`` (the default 20 in flight would make 200
 requests take ten generation times), and polling as often as the sensor ticks. The two jobs run

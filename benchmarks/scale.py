@@ -121,7 +121,7 @@ def _webserver(home: Path, folder: Path, extra_env: dict[str, str]) -> Iterator[
                 "load_from": [
                     {
                         "python_module": {
-                            "module_name": "omni_assets.definitions",
+                            "module_name": "omni_assets.location",
                             "working_directory": str(REPO),
                         }
                     }

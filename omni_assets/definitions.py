@@ -1,9 +1,8 @@
-"""The code location: ``dagster dev`` in the repository root loads ``defs`` from here.
+"""Everything omni_assets adds to a code location, as one function: :func:`build_definitions`.
 
-:func:`build_definitions` is the public way to put omni_assets into your own code location;
-``defs`` is the default one, configured from the environment (see :mod:`omni_assets.settings`).
-In emulator mode (the default) every provider points at the built-in emulator, which is started
-in the background on ``OMNI_EMULATOR_URL`` the first time a client is needed.
+It is the public way to put omni_assets into your own code location. The default code location
+(``dagster dev`` in the repository root) is :mod:`omni_assets.location`; an example of your own
+assets feeding video requests is :mod:`omni_assets.examples`.
 """
 
 from __future__ import annotations
@@ -14,9 +13,7 @@ from typing import Any
 from dagster import (
     AssetsDefinition,
     Definitions,
-    EnvVar,
     ExecutorDefinition,
-    asset,
     in_process_executor,
 )
 
@@ -26,45 +23,17 @@ from .lineage_assets import build_lineage_asset, lineage_sensor
 from .pipeline.refresh import RefreshConfig
 from .requests_asset import build_requests_asset
 from .resources import (
-    PROVIDER_RESOURCES,
     OmniRegistryResource,
     OmniStorageResource,
     ProviderResource,
+    provider_resources,
 )
 from .schedules import build_refresh_schedule
 from .sensors import build_poll_sensor, build_requests_sensor
-from .settings import EMULATOR_API_KEY, Settings
+from .settings import Settings
 from .source_images import source_images_dep, source_images_spec
 
-__all__ = ["build_definitions", "defs", "provider_resources"]
-
-
-def provider_resources(settings: Settings) -> dict[str, ProviderResource]:
-    """One resource per usable provider; keys come from the environment through EnvVar."""
-    out: dict[str, ProviderResource] = {}
-    for name in settings.configured_providers():
-        cls = PROVIDER_RESOURCES[name]
-        if settings.emulated:
-            out[name] = cls(
-                api_key=EMULATOR_API_KEY,
-                base_url=f"{settings.emulator_url}/{name}",
-                emulator_url=settings.emulator_url,
-                poll_interval_s=1.0,
-            )
-        else:
-            out[name] = cls(
-                api_key=EnvVar(f"{name.upper()}_API_KEY"),
-                base_url=EnvVar(f"{name.upper()}_BASE_URL")
-                if _env(f"{name.upper()}_BASE_URL")
-                else None,
-            )
-    return out
-
-
-def _env(name: str) -> bool:
-    import os
-
-    return bool(os.environ.get(name))
+__all__ = ["build_definitions"]
 
 
 def build_definitions(
@@ -123,22 +92,3 @@ def build_definitions(
         ],
         resources=resources,
     )
-
-
-@asset(group_name="examples", description="Example upstream asset: prompts from a product catalog.")
-def product_catalog_prompts() -> list[dict[str, Any]]:
-    """Stands for a user's own asset; its output becomes video requests."""
-    products = [("teapot", "a porcelain teapot"), ("sneaker", "a white running sneaker")]
-    return [
-        {
-            "id": f"catalog-{sku}",
-            "prompt": f"{text} slowly rotating on a studio turntable",
-            "aspect_ratio": "16:9",
-        }
-        for sku, text in products
-    ]
-
-
-defs = build_definitions(
-    upstream_requests=["product_catalog_prompts"], extra_assets=[product_catalog_prompts]
-)

@@ -9,6 +9,7 @@ pipeline's :class:`~omni_assets.pipeline.runtime.OmniRuntime`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -22,7 +23,7 @@ from .pipeline.submit import SubmitLimits
 from .providers import get_provider
 from .providers.base import Provider
 from .registry import Registry, default_registry_url
-from .settings import Settings
+from .settings import EMULATOR_API_KEY, Settings
 from .storage import VideoStorage
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "OmniStorageResource",
     "ProviderResource",
     "ToAPIsResource",
+    "provider_resources",
     "runtime_from_definitions",
     "runtime_from_resources",
 ]
@@ -126,6 +128,31 @@ PROVIDER_RESOURCES: dict[str, type[ProviderResource]] = {
     cls.provider_name: cls
     for cls in (JimmyAIResource, APIMartResource, ToAPIsResource, CRUNResource)
 }
+
+
+def provider_resources(settings: Settings) -> dict[str, ProviderResource]:
+    """One resource per usable provider; keys come from the environment through EnvVar.
+
+    In emulator mode (the default) every provider points at the built-in emulator, which is
+    started in the background on ``OMNI_EMULATOR_URL`` the first time a client is needed.
+    """
+    out: dict[str, ProviderResource] = {}
+    for name in settings.configured_providers():
+        cls = PROVIDER_RESOURCES[name]
+        if settings.emulated:
+            out[name] = cls(
+                api_key=EMULATOR_API_KEY,
+                base_url=f"{settings.emulator_url}/{name}",
+                emulator_url=settings.emulator_url,
+                poll_interval_s=1.0,
+            )
+        else:
+            base_url = f"{name.upper()}_BASE_URL"
+            out[name] = cls(
+                api_key=EnvVar(f"{name.upper()}_API_KEY"),
+                base_url=EnvVar(base_url) if os.environ.get(base_url) else None,
+            )
+    return out
 
 
 class OmniStorageResource(ConfigurableResource):  # type: ignore[type-arg]

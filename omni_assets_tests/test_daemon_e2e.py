@@ -1,6 +1,6 @@
 """End to end through the real Dagster daemon: sensors tick, runs launch as processes, videos land.
 
-The daemon loads the repository's own ``workspace.yaml`` and ``omni_assets.definitions``; the
+The daemon loads the repository's own ``workspace.yaml`` and ``omni_assets.location``; the
 test only sets the documented environment variables and watches the outcome, as a user would.
 """
 

@@ -16,7 +16,8 @@ from dagster import (
 from dagster.components.testing import create_defs_folder_sandbox
 
 from omni_assets.components import OmniVideoComponent
-from omni_assets.definitions import build_definitions, product_catalog_prompts
+from omni_assets.definitions import build_definitions
+from omni_assets.examples import product_catalog_prompts
 from omni_assets.jobs import MATERIALIZE_JOB, SUBMIT_JOB
 from omni_assets.resources import OmniStorageResource
 

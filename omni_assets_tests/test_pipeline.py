@@ -20,7 +20,7 @@ from dagster import (
 
 from omni_assets.assets import VIDEO_ASSET_KEY, omni_video_partitions
 from omni_assets.cli.driver import LocalDriver
-from omni_assets.definitions import defs as default_defs
+from omni_assets.location import defs as default_defs
 from omni_assets.registry import RecordState
 
 from .pipeline_env import DEMO_DIR, PipelineEnv, pipeline_env
@@ -52,6 +52,24 @@ def test_default_definitions_load() -> None:
     names = {s.name for s in default_defs.sensors or []}
     assert names == {"omni_requests_sensor", "omni_poll_sensor", "omni_lineage_sensor"}
     assert default_defs.resolve_assets_def(VIDEO_ASSET_KEY).partitions_def == omni_video_partitions
+
+
+def test_the_default_location_holds_only_omni_assets_own_assets() -> None:
+    """The example upstream asset lives in its own location (issue 13 finding 4)."""
+    from omni_assets.examples import defs as example_defs
+
+    def asset_names(defs: Definitions) -> set[str]:
+        return {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+
+    assert asset_names(default_defs) == {"omni_video", "source_images", "omni_lineage"}
+    Definitions.validate_loadable(example_defs)
+    assert asset_names(example_defs) == {
+        "omni_video",
+        "source_images",
+        "omni_lineage",
+        "product_catalog_prompts",
+        "product_catalog_prompts_video_requests",
+    }
 
 
 def test_requests_sensor_registers_valid_and_reports_invalid(env: PipelineEnv) -> None:
@@ -252,7 +270,8 @@ def test_changed_request_never_reuses_old_video(env: PipelineEnv) -> None:
 
 
 def test_upstream_asset_requests_become_partitions(env: PipelineEnv) -> None:
-    from omni_assets.definitions import build_definitions, product_catalog_prompts
+    from omni_assets.definitions import build_definitions
+    from omni_assets.examples import product_catalog_prompts
     from omni_assets.resources import OmniRegistryResource, OmniStorageResource
 
     defs = build_definitions(
@@ -290,6 +309,5 @@ def test_workspace_validates_with_the_dagster_cli() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (
-        "Validation successful for code location omni_assets.definitions"
-        in done.stdout + done.stderr
+        "Validation successful for code location omni_assets.location" in done.stdout + done.stderr
     )

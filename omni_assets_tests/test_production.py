@@ -6,7 +6,7 @@ task registry in the same database. Two tests:
 
 * the whole flow driven in this process (the same sensors and jobs ``omni-assets run`` drives):
   requests -> submitted -> polled -> materialized videos, every record in Postgres;
-* the deployment shape: ``dagster api grpc`` serving ``omni_assets.definitions`` as its own
+* the deployment shape: ``dagster api grpc`` serving ``omni_assets.location`` as its own
   process, ``dagster-daemon`` loading ``deploy/workspace.yaml`` that points at it, runs going
   through the queued run coordinator with its tag limits, each job's one op in its run's process
   (no step worker processes), videos on the SeaweedFS S3 server.
@@ -224,7 +224,7 @@ def test_code_server_over_grpc_with_queue_on_postgres_and_s3(
     code_server = ChildProcess(
         [
             str(BIN / "dagster"),
-            *("api", "grpc", "--module-name", "omni_assets.definitions"),
+            *("api", "grpc", "--module-name", "omni_assets.location"),
             *("--host", "127.0.0.1", "--port", str(port)),
         ],
         tmp_path / "code_server.log",

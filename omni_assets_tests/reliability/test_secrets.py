@@ -1,7 +1,7 @@
 """Secrets: a full ``omni-assets run`` with a recognizable fake key per provider leaves no trace.
 
 Keys ``sk-LEAKCHECK-<provider>-<random>`` come from ``<PROVIDER>_API_KEY`` (through
-``dagster.EnvVar``, as ``definitions.provider_resources`` wires them) and reach the emulator,
+``dagster.EnvVar``, as ``resources.provider_resources`` wires them) and reach the emulator,
 which accepts any key. The run covers every dialect, an upload, a provider-side failure, an
 invalid request and a provider refusing the key (401). Then every byte Dagster, the registry and
 the storage wrote, every run's event log and config read back through the instance API, and all
@@ -22,8 +22,8 @@ import pytest
 import yaml
 from dagster import DagsterInstance, EnvVar, serialize_value
 
-from omni_assets.definitions import provider_resources
 from omni_assets.providers import PROVIDER_NAMES
+from omni_assets.resources import provider_resources
 from omni_assets.settings import Settings
 
 from ..pipeline_env import DEMO_DIR

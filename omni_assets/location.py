@@ -1,0 +1,15 @@
+"""The default code location: ``dagster dev`` in the repository root loads ``defs`` from here.
+
+Configured from the environment (see :mod:`omni_assets.settings`): the ``omni_video`` asset, the
+``source_images`` it is made from and the ``omni_lineage`` graph, with their jobs and sensors.
+In a deployment, ``dagster api grpc --module-name omni_assets.location`` serves it. Your own code
+location calls :func:`omni_assets.build_definitions` instead.
+"""
+
+from __future__ import annotations
+
+from .definitions import build_definitions
+
+__all__ = ["defs"]
+
+defs = build_definitions()
