@@ -33,6 +33,7 @@ from dagster import (
 )
 
 from .metadata import with_audit_fields
+from .pipeline.budget import RUN_TAG
 from .pipeline.checks import CHECK_MATCHES_REQUEST, CHECK_PLAYS, CheckOutcome, evaluate_checks
 from .pipeline.materialize import MaterializedVideo, materialize_record
 from .pipeline.runtime import OmniRuntime
@@ -99,14 +100,36 @@ def video_metadata(
     for name in ("queue_s", "generation_s"):
         if name in timings:
             meta[name] = MetadataValue.float(float(timings[name]))
-    if record.cost is not None:
-        meta["cost"] = MetadataValue.float(float(record.cost))
+    meta.update(cost_metadata(runtime, record))
     if record.credits is not None:
         meta["credits"] = MetadataValue.float(float(record.credits))
     if request.tags:
         meta["tags"] = MetadataValue.json(dict(request.tags))
     # Thumbnail first; source images, parent, chain root/depth, refresh_of after.
     return with_audit_fields(runtime, record, video, meta)
+
+
+def cost_metadata(runtime: OmniRuntime, record: Record) -> dict[str, Any]:
+    """``estimated_cost`` and ``cost`` (numeric, in ``cost_unit``), and both in USD.
+
+    ``cost`` is the provider's own figure where it reports one (APIMart ``cost``, CRUN
+    ``credits``); ``cost_is_estimate`` says when the price used for the estimate is ours.
+    """
+    row = runtime.registry.cost_of(record.key)
+    if row is None:
+        if record.cost is None:
+            return {}
+        return {"cost": MetadataValue.float(float(record.cost))}
+    meta: dict[str, Any] = {
+        "estimated_cost": MetadataValue.float(row.estimated),
+        "cost_unit": MetadataValue.text(row.unit),
+        "estimated_cost_usd": MetadataValue.float(row.estimated_usd),
+        "price_is_estimate": MetadataValue.bool(row.price_is_estimate),
+    }
+    if row.actual is not None:
+        meta["cost"] = MetadataValue.float(row.actual)
+        meta["cost_usd"] = MetadataValue.float(float(row.actual_usd or 0.0))
+    return meta
 
 
 def _outcomes(runtime: OmniRuntime, record: Record, video: MaterializedVideo) -> list[CheckOutcome]:
@@ -218,7 +241,12 @@ def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str
     if record.state == RecordState.PENDING:
         context.log.info(f"submitting {key}")
         report = submit_pending(
-            registry, runtime.providers, runtime.storage, limits=runtime.limits, keys=[key]
+            registry,
+            runtime.providers,
+            runtime.storage,
+            limits=runtime.limits,
+            keys=[key],
+            spend=runtime.spend.for_run(context.run.tags.get(RUN_TAG) or context.run_id),
         )
         report_source_images(context, runtime, report.submitted)
         record = registry.get(key) or record
@@ -226,6 +254,7 @@ def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str
             reason = (
                 report.failed.get(key)
                 or report.unknown.get(key)
+                or report.over_budget.get(key)
                 or (
                     report.blocked_providers.get(record.provider)
                     or "waiting for its parent or budget"

@@ -22,6 +22,7 @@ from pydantic import Field
 
 from .assets import check_evaluations, materialization_event
 from .lineage_assets import failure_observations
+from .pipeline.budget import RUN_TAG
 from .pipeline.materialize import MaterializedVideo, commit_materialized, materialize_record
 from .pipeline.runtime import OmniRuntime
 from .pipeline.submit import submit_pending
@@ -55,8 +56,13 @@ def build_jobs(
     def submit_pending_videos(context: OpExecutionContext) -> Iterator[Output[None]]:
         """Submit pending requests within each provider's in-flight budget and rate limit."""
         runtime = runtime_from_resources(context.resources, provider_keys)
+        run = context.run.tags.get(RUN_TAG) or context.run_id
         report = submit_pending(
-            runtime.registry, runtime.providers, runtime.storage, limits=runtime.limits
+            runtime.registry,
+            runtime.providers,
+            runtime.storage,
+            limits=runtime.limits,
+            spend=runtime.spend.for_run(run),
         )
         for key in report.submitted:
             context.log.info(f"submitted {key}")
@@ -66,6 +72,8 @@ def build_jobs(
             context.log.error(f"{key}: submission outcome unknown, not resubmitted: {reason}")
         for name, reason in report.blocked_providers.items():
             context.log.warning(f"{name} refused submissions for now: {reason}")
+        for key, reason in report.over_budget.items():
+            context.log.warning(f"{key} waits: {reason}")
         images = report_source_images(context, runtime, report.submitted)
         for event in failure_observations(runtime, report.failed):
             context.log_event(event)
@@ -77,6 +85,7 @@ def build_jobs(
                 "deferred": MetadataValue.int(len(report.deferred)),
                 "failed": MetadataValue.int(len(report.failed)),
                 "unknown": MetadataValue.int(len(report.unknown)),
+                "over_budget": MetadataValue.int(len(report.over_budget)),
             },
         )
 

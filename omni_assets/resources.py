@@ -17,11 +17,13 @@ from dagster import ConfigurableResource, EnvVar
 from pydantic import Field, PrivateAttr
 
 from .emulator.process import ensure_emulator
+from .pipeline.budget import SpendPolicy, parse_budget
 from .pipeline.poll import PollPolicy
 from .pipeline.runtime import OmniRuntime
 from .pipeline.submit import SubmitLimits
 from .providers import get_provider
 from .providers.base import Provider
+from .providers.prices import load_prices
 from .registry import Registry, default_registry_url
 from .settings import EMULATOR_API_KEY, Settings
 from .storage import VideoStorage
@@ -190,7 +192,9 @@ def runtime_from_resources(resources: Any, provider_keys: Sequence[str]) -> Omni
     registry: OmniRegistryResource = resources.omni_registry
     providers: dict[str, ProviderResource] = {k: getattr(resources, k) for k in provider_keys}
     chosen = [k for k, r in providers.items() if r.is_default]
-    default = chosen[0] if chosen else Settings.from_env().default_provider
+    settings = Settings.from_env()
+    default = chosen[0] if chosen else settings.default_provider
+    spend = SpendPolicy(load_prices(settings.prices_path), parse_budget(settings.budget))
     return OmniRuntime(
         registry=registry.get_registry(),
         storage=storage.get_storage(),
@@ -198,6 +202,7 @@ def runtime_from_resources(resources: Any, provider_keys: Sequence[str]) -> Omni
         default_provider=default if default in providers else next(iter(providers), default),
         limits={k: r.limits for k, r in providers.items()},
         policies={k: r.poll_policy for k, r in providers.items()},
+        spend=spend,
     )
 
 

@@ -9,6 +9,8 @@
 ``OMNI_EMULATOR_DIALECT`` which provider dialect requests without a provider use in emulator mode.
 ``OMNI_POLL_SENSOR_INTERVAL_S`` minimum seconds between poll sensor ticks (default 15).
 ``OMNI_REQUESTS_SENSOR_INTERVAL_S`` minimum seconds between requests sensor ticks (default 30).
+``OMNI_PRICES``       a YAML/JSON price file overriding the shipped prices (docs/prices.md).
+``OMNI_BUDGET``       spending limits: per day, per run, per tag value (docs/prices.md).
 ``<PROVIDER>_API_KEY`` / ``<PROVIDER>_BASE_URL`` per provider, e.g. ``APIMART_API_KEY``.
 """
 
@@ -37,6 +39,8 @@ class Settings:
     emulator_dialect: str
     poll_sensor_interval_s: int = 15
     requests_sensor_interval_s: int = 30
+    prices_path: str | None = None
+    budget: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -60,6 +64,8 @@ class Settings:
             emulator_dialect=dialect,
             poll_sensor_interval_s=int(os.environ.get("OMNI_POLL_SENSOR_INTERVAL_S", "15")),
             requests_sensor_interval_s=int(os.environ.get("OMNI_REQUESTS_SENSOR_INTERVAL_S", "30")),
+            prices_path=os.environ.get("OMNI_PRICES") or None,
+            budget=os.environ.get("OMNI_BUDGET") or None,
         )
 
     @property

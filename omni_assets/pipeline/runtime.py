@@ -15,6 +15,7 @@ from ..providers.validation import validate
 from ..registry import RegisterItem, RegisterResult, Registry
 from ..request import VideoRequest
 from ..storage import VideoStorage
+from .budget import SpendPolicy
 from .poll import PollPolicy
 from .submit import SubmitLimits
 
@@ -29,6 +30,7 @@ class OmniRuntime:
     default_provider: str
     limits: Mapping[str, SubmitLimits] = field(default_factory=dict)
     policies: Mapping[str, PollPolicy] = field(default_factory=dict)
+    spend: SpendPolicy = field(default_factory=SpendPolicy)
 
     def provider_for(self, request: VideoRequest) -> str:
         return request.provider or self.default_provider
@@ -57,6 +59,10 @@ class OmniRuntime:
         return capabilities.get(provider, self.model_for(request)).extension is not None
 
     def register(self, requests: list[VideoRequest]) -> RegisterResult:
-        return self.registry.register(
-            RegisterItem.for_request(r, self.provider_for(r), self.model_for(r)) for r in requests
-        )
+        """Register ``requests``, each with the estimate of what it will cost where it goes."""
+        items = []
+        for r in requests:
+            provider, model = self.provider_for(r), self.model_for(r)
+            estimate = self.spend.charge(r, provider, model)
+            items.append(RegisterItem.for_request(r, provider, model, estimate))
+        return self.registry.register(items)

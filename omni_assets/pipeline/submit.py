@@ -27,9 +27,10 @@ from ..providers.errors import (
     RateLimitedError,
     SubmitOutcomeUnknownError,
 )
-from ..registry import Record, RecordState, Registry, StateConflictError
+from ..registry import BudgetExceededError, Record, RecordState, Registry, StateConflictError
 from ..request import VideoRequest
 from ..storage import VideoStorage
+from .budget import SpendPolicy
 from .sources import ResolvedSource, resolve_source
 
 __all__ = [
@@ -100,6 +101,7 @@ class SubmitReport:
     failed: dict[str, str] = field(default_factory=dict)
     unknown: dict[str, str] = field(default_factory=dict)
     blocked_providers: dict[str, str] = field(default_factory=dict)  # auth/balance problems
+    over_budget: dict[str, str] = field(default_factory=dict)  # key -> "budget: ... spent today"
 
 
 def idempotency_key(record: Record) -> str:
@@ -153,8 +155,14 @@ def submit_pending(
     rate_limiters: Mapping[str, RateLimiter] | None = None,
     max_submissions: int | None = None,
     keys: Iterable[str] | None = None,
+    spend: SpendPolicy | None = None,
 ) -> SubmitReport:
-    """Submit what the budgets allow (only ``keys`` when given); report what happened to each."""
+    """Submit what the budgets allow (only ``keys`` when given); report what happened to each.
+
+    ``spend`` prices each submission and books its estimate against the budget (``OMNI_BUDGET``)
+    in the same registry transaction as the intent; over budget, a request stays pending.
+    """
+    spend = spend or SpendPolicy()
     limits = limits or {}
     limiters = dict(rate_limiters or {})
     report = SubmitReport()
@@ -194,7 +202,7 @@ def submit_pending(
         if parent is False or parent is True:
             continue
         limiter = limiters.setdefault(name, RateLimiter(limit.rate_per_s))
-        outcome = _submit_one(registry, provider, storage, record, parent, limiter, report)
+        outcome = _submit_one(registry, provider, storage, record, parent, limiter, report, spend)
         if outcome:
             budget[name] -= 1
     return report
@@ -235,6 +243,7 @@ def _submit_one(
     parent: Record | None,
     limiter: RateLimiter,
     report: SubmitReport,
+    spend: SpendPolicy,
 ) -> bool:
     request = VideoRequest.model_validate_json(record.request_json)
     key = record.key
@@ -252,8 +261,14 @@ def _submit_one(
         return _provider_refused(registry, record, provider, exc, report)
     extend_from = _extend_from(provider, request, parent)
     idem = idempotency_key(record)
-    if not registry.begin_submit(key, idem):
-        return False  # another process got there first
+    charge = spend.charge(request, provider.name, record.model)
+    try:
+        if not registry.begin_submit(key, idem, charge=charge, limits=spend.limits(charge)):
+            return False  # another process got there first
+    except BudgetExceededError as exc:
+        report.over_budget[key] = exc.message
+        report.deferred.append(key)
+        return False
     registry.record_sources(key, [s.to_dict() for s in images], video.to_dict() if video else None)
     limiter.acquire()
     crashpoint("before_post")

@@ -34,9 +34,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from ..providers.base import TaskRef, TaskStatus
+from . import costs as ledger
 from . import store as db
 from .model import (
     TRANSITIONS,
+    BudgetExceededError,
+    BudgetLimit,
+    Charge,
+    CostRow,
     HistoryEvent,
     PollUpdate,
     Record,
@@ -50,6 +55,10 @@ from .store import RegistryStore
 
 __all__ = [
     "TRANSITIONS",
+    "BudgetExceededError",
+    "BudgetLimit",
+    "Charge",
+    "CostRow",
     "HistoryEvent",
     "PollUpdate",
     "Record",
@@ -120,11 +129,17 @@ class Registry(RegistryStore):
                     events = [(i.key, "registered", {"fingerprint": i.fingerprint}) for i in fresh]
                     self._log(conn, events, now)
                     result.new.extend(i.key for i in fresh)
+                    for i in fresh:
+                        if i.estimate is not None:
+                            ledger.record_estimate(conn, i.key, 1, i.estimate, now)
                 for key, row in existing.items():
                     if row.fingerprint == batch[key].fingerprint:
                         result.unchanged.append(key)
                     elif self._supersede(conn, row, batch[key], now):
                         result.changed.append(key)
+                        estimate = batch[key].estimate
+                        if estimate is not None:
+                            ledger.record_estimate(conn, key, row.attempt + 1, estimate, now)
                     else:
                         result.deferred.append(key)
         return result
@@ -233,12 +248,69 @@ class Registry(RegistryStore):
             rows = conn.execute(sa.select(db.superseded_table).where(t.key == key).order_by(t.id))
             return [db.superseded_from_row(row) for row in rows]
 
+    def costs(self, keys: Iterable[str] | None = None) -> list[CostRow]:
+        """The cost rows (estimates, reservations, charges) of ``keys`` (default: all)."""
+        query = sa.select(ledger.costs_table).order_by(
+            ledger.costs_table.c.key, ledger.costs_table.c.attempt
+        )
+        with self._read() as conn:
+            rows = [CostRow.from_row(r) for r in conn.execute(query)]
+        if keys is None:
+            return rows
+        wanted = set(keys)
+        return [r for r in rows if r.key in wanted]
+
+    def cost_of(self, key: str) -> CostRow | None:
+        """The cost row of ``key``'s current attempt, if any."""
+        record = self.get(key)
+        if record is None:
+            return None
+        c = ledger.costs_table.c
+        query = sa.select(ledger.costs_table).where(c.key == key, c.attempt == record.attempt)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return CostRow.from_row(row) if row is not None else None
+
     # -- submission -----------------------------------------------------------------------------
 
-    def begin_submit(self, key: str, idempotency_key: str) -> bool:
-        """pending -> submitting: write the intent BEFORE the paid POST. False if not pending."""
-        values = {"idempotency_key": idempotency_key, "submit_started_at": self._clock()}
-        return self._move(key, "submit_started", values, {"idempotency_key": idempotency_key})
+    def begin_submit(
+        self,
+        key: str,
+        idempotency_key: str,
+        *,
+        charge: Charge | None = None,
+        limits: Sequence[BudgetLimit] = (),
+    ) -> bool:
+        """pending -> submitting: write the intent BEFORE the paid POST. False if not pending.
+
+        With ``charge``, its estimate is reserved in the budget ledger in the SAME transaction
+        as the intent, after checking every one of ``limits`` (serialized across processes), so
+        concurrent submitters can never book past a limit together. Over a limit, the request
+        stays pending with the reason as its error and BudgetExceededError is raised.
+        """
+        now = self._clock()
+        values = {"idempotency_key": idempotency_key, "submit_started_at": now}
+        detail: dict[str, Any] = {"idempotency_key": idempotency_key}
+        if charge is not None:
+            detail["reserved_usd"] = charge.usd
+        over: BudgetExceededError | None = None
+        with self._write(serialize=bool(limits)) as conn:
+            if charge is not None and limits:
+                over = ledger.check_limits(conn, key, charge, limits)
+            if over is not None:
+                waiting = sa.update(db.records_table).where(
+                    _c.key == key, _c.state == S.PENDING.value
+                )
+                conn.execute(waiting.values(error_json=db.to_json(over.to_dict())))
+                moved = False
+            else:
+                moved = self._cas(conn, key, S.PENDING, "submit_started", values, detail, now)
+                attempt = ledger.current_attempt(conn, key) if moved else None
+                if charge is not None and attempt is not None:
+                    ledger.book_reservation(conn, key, attempt, charge, now)
+        if over is not None:
+            raise over
+        return moved
 
     def record_sources(
         self, key: str, images: Sequence[dict[str, Any]], video: dict[str, Any] | None
@@ -277,8 +349,16 @@ class Registry(RegistryStore):
         values: dict[str, Any] = {"error_json": db.to_json(error)}
         if outcome == "not_created":
             values |= {"idempotency_key": None, "submit_started_at": None}
-        if not self._move(key, f"submit_{outcome}", values, error):
-            self._conflict(key, f"submit_{outcome}", error)
+        event, now = f"submit_{outcome}", self._clock()
+        with self._write() as conn:
+            moved = any(
+                self._cas(conn, key, source, event, values, error, now)
+                for source in TRANSITIONS[event][0]
+            )
+            if moved and outcome != "unknown":  # nothing was created: nothing is owed
+                ledger.release(conn, key, now)
+        if not moved:
+            self._conflict(key, event, error)
 
     def mark_unknown_stale_submits(self, older_than_s: float) -> list[str]:
         """Records stuck in ``submitting`` (a crashed submitter) -> unknown; returns their keys.
@@ -323,6 +403,7 @@ class Registry(RegistryStore):
                 detail = {"remote_status": u.remote_status, "error": u.error}
                 if self._cas(conn, u.key, S.IN_FLIGHT, event, values, detail, now):
                     moved[u.key] = u.state
+                    ledger.settle(conn, u.key, u.cost, u.credits, now)
         return moved
 
     def record_status(

@@ -6,7 +6,9 @@ frozen and JSON-friendly, with no database in sight.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -18,6 +20,10 @@ from ..request import VideoRequest
 __all__ = [
     "TIMESTAMPS",
     "TRANSITIONS",
+    "BudgetExceededError",
+    "BudgetLimit",
+    "Charge",
+    "CostRow",
     "HistoryEvent",
     "PollUpdate",
     "Record",
@@ -97,6 +103,94 @@ class StateConflictError(OmniError):
 
 
 @dataclass(frozen=True)
+class Charge:
+    """What one submission is expected to cost, and the scopes it is booked to."""
+
+    provider: str
+    model: str
+    amount: float
+    unit: str
+    usd: float
+    usd_per_unit: float = 1.0
+    price_is_estimate: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+    run: str | None = None
+
+
+@dataclass(frozen=True)
+class BudgetLimit:
+    """At most ``limit_usd`` booked to ``scope``=``value`` (``label`` words it for people)."""
+
+    scope: str
+    value: str
+    limit_usd: float
+    label: str
+
+
+class BudgetExceededError(OmniError):
+    """Submitting would take a budget past its limit: the request waits (nothing was sent)."""
+
+    def __init__(self, message: str, *, key: str, limit: BudgetLimit, spent_usd: float) -> None:
+        super().__init__(message)
+        self.key = key
+        self.limit = limit
+        self.spent_usd = spent_usd
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": "BudgetExceeded",
+            "message": self.message,
+            "scope": self.limit.scope,
+            "value": self.limit.value,
+            "limit_usd": self.limit.limit_usd,
+            "spent_usd": round(self.spent_usd, 6),
+        }
+
+
+@dataclass(frozen=True)
+class CostRow:
+    """One ``omni_costs`` row, parsed."""
+
+    key: str
+    attempt: int
+    provider: str
+    model: str
+    unit: str
+    usd_per_unit: float
+    estimated: float
+    estimated_usd: float
+    price_is_estimate: bool
+    actual: float | None
+    actual_usd: float | None
+    state: str
+    day: str | None
+    run: str | None
+    tags: dict[str, str]
+    updated_at: float
+
+    @property
+    def spent_usd(self) -> float:
+        """What this row counts for: the actual cost when known, else the estimate; 0 released."""
+        if self.state in ("released", "estimated"):
+            return 0.0
+        return self.actual_usd if self.actual_usd is not None else self.estimated_usd
+
+    @property
+    def spent(self) -> float:
+        """:attr:`spent_usd` in the row's own unit."""
+        if self.state in ("released", "estimated"):
+            return 0.0
+        return self.actual if self.actual is not None else self.estimated
+
+    @classmethod
+    def from_row(cls, row: Any) -> CostRow:
+        m = dict(row._mapping)
+        m["tags"] = json.loads(m.pop("tags_json") or "{}")
+        m["price_is_estimate"] = bool(m["price_is_estimate"])
+        return cls(**m)
+
+
+@dataclass(frozen=True)
 class RegisterItem:
     """One request to register under its partition key."""
 
@@ -106,9 +200,13 @@ class RegisterItem:
     model: str
     request_json: str
     parent_key: str | None = None
+    #: What the video is expected to cost there (None: the model has no price).
+    estimate: Charge | None = field(default=None, compare=False)
 
     @classmethod
-    def for_request(cls, request: VideoRequest, provider: str, model: str) -> RegisterItem:
+    def for_request(
+        cls, request: VideoRequest, provider: str, model: str, estimate: Charge | None = None
+    ) -> RegisterItem:
         """``request`` under its own key, going to ``provider``/``model``."""
         return cls(
             key=request.key,
@@ -117,6 +215,7 @@ class RegisterItem:
             model=model,
             request_json=request.model_dump_json(),
             parent_key=request.extends,
+            estimate=estimate,
         )
 
 
