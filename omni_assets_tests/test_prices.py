@@ -63,7 +63,8 @@ def test_price_file_overrides_one_entry_and_keeps_the_rest(tmp_path: Path) -> No
     table = load_prices(path)
     est = table.estimate("toapis", "gemini_omni_flash", duration=10, resolution="1080p")
     assert est is not None and (est.amount, est.estimate, est.source) == (0.9, False, "our invoice")
-    assert table.get("crun", "google/gemini-omni") == DEFAULT_PRICES.get("crun", "google/gemini-omni")
+    crun = ("crun", "google/gemini-omni")
+    assert table.get(*crun) == DEFAULT_PRICES.get(*crun)
 
 
 @pytest.mark.parametrize(
@@ -90,6 +91,9 @@ def test_bad_price_files_name_the_entry_and_field(tmp_path: Path, entry: str, me
     assert message in str(info.value)
 
 
+EXT = "Omni-Flash-Ext"
+
+
 def _metadata(env: PipelineEnv, key: str) -> dict[str, Any]:
     records = env.instance.fetch_materializations(VIDEO_ASSET_KEY, limit=100).records
     (event,) = [r for r in records if r.partition_key == key]
@@ -108,7 +112,7 @@ def test_videos_carry_estimated_cost_before_and_cost_after(
     with temporary_env(OMNI_PRICES=str(prices)), pipeline_env(tmp_path, fresh_emulator.url) as env:
         env.write_requests(
             [
-                {"id": "p-apimart", "prompt": "a", "provider": "apimart", "model": "Omni-Flash-Ext"},
+                {"id": "p-apimart", "prompt": "a", "provider": "apimart", "model": EXT},
                 {"id": "p-crun", "prompt": "b", "provider": "crun", "duration": 6},
                 {"id": "p-jimmy", "prompt": "c", "provider": "jimmyai", "duration": 4},
             ],
@@ -123,7 +127,8 @@ def test_videos_carry_estimated_cost_before_and_cost_after(
             "p-crun": ("estimated", 30.0, "credits"),
             "p-jimmy": ("estimated", 0.4, "USD"),
         }
-        result = LocalDriver(env.defs, env.instance, env.registry).drive(timeout_s=120, interval_s=0.3)
+        driver = LocalDriver(env.defs, env.instance, env.registry)
+        result = driver.drive(timeout_s=120, interval_s=0.3)
         assert {r.state for r in result.records} == {RecordState.MATERIALIZED}
         apimart = _metadata(env, "p-apimart")
         assert (apimart["estimated_cost"], apimart["cost"], apimart["cost_unit"]) == (

@@ -559,6 +559,10 @@ def test_default_registry_url(monkeypatch: pytest.MonkeyPatch, tmp_path: object)
 
 def test_public_api() -> None:
     assert set(registry_module.__all__) == {
+        "BudgetExceededError",
+        "BudgetLimit",
+        "Charge",
+        "CostRow",
         "HistoryEvent",
         "PollUpdate",
         "Record",
