@@ -9,11 +9,11 @@ import pytest
 
 from omni_assets.assets import VIDEO_ASSET_KEY
 from omni_assets.cli.driver import LocalDriver
-from omni_assets.resources import runtime_from_definitions
 from omni_assets.pipeline.intake import load_requests_file
 from omni_assets.providers.capabilities import CAPABILITIES
 from omni_assets.providers.prices import DEFAULT_PRICES, load_prices
 from omni_assets.registry import RecordState
+from omni_assets.resources import runtime_from_definitions
 
 from .pipeline_env import PipelineEnv, pipeline_env, temporary_env
 
