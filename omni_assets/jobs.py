@@ -8,6 +8,7 @@ from typing import Any
 from dagster import (
     AssetCheckEvaluation,
     AssetMaterialization,
+    AssetObservation,
     Config,
     ExecutorDefinition,
     Failure,
@@ -20,7 +21,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from .assets import check_evaluations, materialization_event
+from .assets import VIDEO_ASSET_KEY, check_evaluations, materialization_event
 from .lineage_assets import failure_observations
 from .pipeline.budget import RUN_TAG
 from .pipeline.materialize import MaterializedVideo, commit_materialized, materialize_record
@@ -74,6 +75,15 @@ def build_jobs(
             context.log.warning(f"{name} refused submissions for now: {reason}")
         for key, reason in report.over_budget.items():
             context.log.warning(f"{key} waits: {reason}")
+        for key in report.newly_over_budget:
+            # On the partition itself, so the UI says why it has no video yet.
+            context.log_event(
+                AssetObservation(
+                    asset_key=VIDEO_ASSET_KEY,
+                    partition=key,
+                    metadata={"waiting": MetadataValue.text(report.over_budget[key])},
+                )
+            )
         images = report_source_images(context, runtime, report.submitted)
         for event in failure_observations(runtime, report.failed):
             context.log_event(event)

@@ -72,7 +72,15 @@ def test_demo_prints_table_and_leaves_playable_videos(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("key "))
-    assert lines[header].split() == ["key", "provider", "status", "path", "duration", "sha256"]
+    assert lines[header].split() == [
+        "key",
+        "provider",
+        "status",
+        "path",
+        "duration",
+        "cost",
+        "sha256",
+    ]
     rows = [line.split() for line in lines[header + 2 :] if line.strip()][:4]
     assert {r[1] for r in rows} == {"apimart", "jimmyai", "toapis", "crun"}
     assert all(r[2] == "materialized" for r in rows)

@@ -6,7 +6,8 @@
 ``run FILE``  the same against the configured provider and storage (``OMNI_PROVIDER``,
               ``OMNI_STORAGE_URL``...), in ``$DAGSTER_HOME`` (default ``./.omni/dagster_home``);
               run it again to resume: nothing is resubmitted and nothing downloaded twice.
-``status``    the registry's view of every request.
+``status``    the registry's view of every request, with what each cost.
+``cost``      what was spent, by provider, model, tag or day.
 ``retry KEY`` ask for a failed / unknown request to be generated again (the only way it is).
 ``lineage KEY`` a video's ancestry and inputs; ``--reverse IMAGE``: every video that used it.
 ``emulator``  run the built-in emulator in the foreground.
@@ -24,6 +25,7 @@ import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -41,6 +43,25 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
             *(line.format(*map(str, r)) for r in rows),
         ]
     )
+
+
+SUMMARY_HEADER = ["key", "provider", "status", "path", "duration", "cost", "sha256"]
+
+
+def _summary(records: Sequence[Any], storage: object, registry: object) -> str:
+    """The per-request table with each video's cost, and the total under it."""
+    from ..registry import Registry
+    from .spend import cost_cells, total_line
+
+    assert isinstance(registry, Registry)
+    keys = [r.key for r in records]
+    cells = cost_cells(registry, keys)
+    rows = _summary_rows(records, storage)
+    for row in rows:
+        row.insert(5, cells[row[0]])
+    wanted = set(keys)
+    total = total_line(c for c in registry.costs() if c.key in wanted)
+    return _table(rows, SUMMARY_HEADER) + "\n" + total
 
 
 def _summary_rows(records: Sequence[object], storage: object) -> list[list[str]]:
@@ -115,12 +136,7 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
         bar.close()
     records = [r for r in result.records if r.key in wanted]
     print()
-    print(
-        _table(
-            _summary_rows(records, storage.get_storage()),
-            ["key", "provider", "status", "path", "duration", "sha256"],
-        )
-    )
+    print(_summary(records, storage.get_storage(), registry.get_registry()))
     for issue in checked.issues:
         print(f"rejected: {issue}")
     print(materialize_lineage(defs, instance))
@@ -134,6 +150,13 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
             f"stopped: {provider} refused submissions ({reason}); nothing was created for its "
             "pending requests. Fix the key, balance or configuration, then run the same "
             "command again"
+        )
+    if result.over_budget:
+        first = next(iter(result.over_budget.values()))
+        print(
+            f"stopped: {len(result.over_budget)} requests wait on the budget "
+            f"({first.split(';')[0]}); nothing was sent for them. Raise OMNI_BUDGET or run the "
+            "same command again when the budget allows"
         )
     if result.timed_out:
         print(f"timed out after {timeout_s:.0f}s; run the same command again to resume")
@@ -189,12 +212,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     registry = Registry(default_registry_url())
     storage = VideoStorage(Settings.from_env().storage_url)
     records = registry.records()
-    print(
-        _table(
-            _summary_rows(records, storage),
-            ["key", "provider", "status", "path", "duration", "sha256"],
-        )
-    )
+    print(_summary(records, storage, registry))
     return 0
 
 
@@ -222,6 +240,7 @@ def cmd_emulator(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from .lineage import add_lineage_parser, cmd_lineage
+    from .spend import add_cost_parser, cmd_cost
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["emulator"]:
@@ -245,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     retry.add_argument("keys", nargs="+")
     sub.add_parser("emulator", help="run the built-in emulator (see --help after it)")
     add_lineage_parser(sub)
+    add_cost_parser(sub)
     args = parser.parse_args(argv)
     handlers = {
         "demo": cmd_demo,
@@ -252,5 +272,6 @@ def main(argv: list[str] | None = None) -> int:
         "status": cmd_status,
         "retry": cmd_retry,
         "lineage": cmd_lineage,
+        "cost": cmd_cost,
     }
     return handlers[args.command](args)

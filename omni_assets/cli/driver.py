@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from dagster import (
 )
 
 from ..assets import omni_video_partitions
+from ..pipeline.budget import RUN_TAG
 from ..pipeline.submit import PROVIDER_REFUSALS, recover_stale_submits
 from ..registry import Record, RecordState, Registry
 
@@ -44,12 +46,15 @@ class DriveResult:
     timed_out: bool = False
     #: provider -> its refusal ("AuthenticationError: ..."), when the drive stopped on one.
     refused: dict[str, str] = field(default_factory=dict)
+    #: key -> "budget: ... spent today", when the drive stopped because the rest waits on budget.
+    over_budget: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return (
             not self.timed_out
             and not self.refused
+            and not self.over_budget
             and all(r.state == RecordState.MATERIALIZED for r in self.records)
         )
 
@@ -69,6 +74,7 @@ class LocalDriver:
         self.run_log_level = run_log_level
         self.cursors: dict[str, str | None] = {}
         self.runs = 0
+        self.budget_run = f"drive-{uuid.uuid4().hex[:12]}"
 
     def tick(self, sensor_name: str) -> list[str]:
         """Evaluate one sensor once and execute the runs it asks for; returns their job names."""
@@ -102,6 +108,8 @@ class LocalDriver:
         if run.run_key:
             tags["dagster/run_key"] = run.run_key
         tags[DRIVER_TAG] = f"{socket.gethostname()}:{os.getpid()}"
+        # One budget run for the whole drive: OMNI_BUDGET's ``run`` limit is per invocation.
+        tags.setdefault(RUN_TAG, self.budget_run)
         run_config = {
             **(run.run_config or {}),
             "loggers": {"console": {"config": {"log_level": self.run_log_level}}},
@@ -169,7 +177,8 @@ class LocalDriver:
                 break
             if stop_on_refusal:
                 result.refused = self._blocking_refusals(records, since)
-                if result.refused:
+                result.over_budget = _waiting_on_budget(records, self.registry.budget_freed_at())
+                if result.refused or result.over_budget:
                     break
             if time.monotonic() > deadline:
                 result.timed_out = True
@@ -200,6 +209,20 @@ class LocalDriver:
         if keys is None:
             return self.registry.records()
         return self.registry.get_many(keys)
+
+
+def _waiting_on_budget(records: list[Record], freed_at: float) -> dict[str, str]:
+    """key -> reason, if everything unsettled is pending over budget, judged after the budget
+    last changed (so nothing can move any more in this drive)."""
+    unsettled = [r for r in records if r.state not in SETTLED]
+    waiting = {
+        r.key: str(error.get("message", ""))
+        for r in unsettled
+        if r.state is RecordState.PENDING
+        and (error := r.error or {}).get("error") == "BudgetExceeded"
+        and float(error.get("at", 0)) > freed_at
+    }
+    return waiting if unsettled and len(waiting) == len(unsettled) else {}
 
 
 def _alive(pid: int) -> bool:

@@ -102,6 +102,7 @@ class SubmitReport:
     unknown: dict[str, str] = field(default_factory=dict)
     blocked_providers: dict[str, str] = field(default_factory=dict)  # auth/balance problems
     over_budget: dict[str, str] = field(default_factory=dict)  # key -> "budget: ... spent today"
+    newly_over_budget: list[str] = field(default_factory=list)  # not waiting on budget before
 
 
 def idempotency_key(record: Record) -> str:
@@ -267,6 +268,8 @@ def _submit_one(
             return False  # another process got there first
     except BudgetExceededError as exc:
         report.over_budget[key] = exc.message
+        if (record.error or {}).get("error") != "BudgetExceeded":
+            report.newly_over_budget.append(key)
         report.deferred.append(key)
         return False
     registry.record_sources(key, [s.to_dict() for s in images], video.to_dict() if video else None)

@@ -260,6 +260,11 @@ class Registry(RegistryStore):
         wanted = set(keys)
         return [r for r in rows if r.key in wanted]
 
+    def budget_freed_at(self) -> float:
+        """When budget was last given back or settled (a waiting request may fit since)."""
+        with self._read() as conn:
+            return ledger.last_change(conn)
+
     def cost_of(self, key: str) -> CostRow | None:
         """The cost row of ``key``'s current attempt, if any."""
         record = self.get(key)
@@ -296,7 +301,7 @@ class Registry(RegistryStore):
         over: BudgetExceededError | None = None
         with self._write(serialize=bool(limits)) as conn:
             if charge is not None and limits:
-                over = ledger.check_limits(conn, key, charge, limits)
+                over = ledger.check_limits(conn, key, charge, limits, now)
             if over is not None:
                 waiting = sa.update(db.records_table).where(
                     _c.key == key, _c.state == S.PENDING.value

@@ -32,6 +32,7 @@ __all__ = [
     "check_limits",
     "costs_table",
     "current_attempt",
+    "last_change",
     "ledger_table",
     "record_estimate",
     "release",
@@ -84,6 +85,13 @@ def utc_day(at: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(at))
 
 
+def last_change(conn: Connection) -> float:
+    """When a reservation was last settled or given back (0: never)."""
+    settled = _k.state.in_(("charged", "released"))
+    query = sa.select(sa.func.coalesce(sa.func.max(_k.updated_at), 0.0)).where(settled)
+    return float(conn.execute(query).scalar_one())
+
+
 def _spent(conn: Connection, scope: str, value: str) -> float:
     query = sa.select(sa.func.coalesce(sa.func.sum(_l.usd), 0.0)).where(
         _l.scope == scope, _l.value == value
@@ -92,7 +100,7 @@ def _spent(conn: Connection, scope: str, value: str) -> float:
 
 
 def check_limits(
-    conn: Connection, key: str, charge: Charge, limits: Sequence[BudgetLimit]
+    conn: Connection, key: str, charge: Charge, limits: Sequence[BudgetLimit], now: float
 ) -> BudgetExceededError | None:
     """The first limit ``charge`` would take past its amount, as an error; None if all fit."""
     for limit in limits:
@@ -104,7 +112,7 @@ def check_limits(
                 "waits until the budget allows it (raise OMNI_BUDGET, or wait for the next "
                 "period)"
             )
-            return BudgetExceededError(message, key=key, limit=limit, spent_usd=spent)
+            return BudgetExceededError(message, key=key, limit=limit, spent_usd=spent, at=now)
     return None
 
 

@@ -130,11 +130,14 @@ class BudgetLimit:
 class BudgetExceededError(OmniError):
     """Submitting would take a budget past its limit: the request waits (nothing was sent)."""
 
-    def __init__(self, message: str, *, key: str, limit: BudgetLimit, spent_usd: float) -> None:
+    def __init__(
+        self, message: str, *, key: str, limit: BudgetLimit, spent_usd: float, at: float
+    ) -> None:
         super().__init__(message)
         self.key = key
         self.limit = limit
         self.spent_usd = spent_usd
+        self.at = at
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,6 +147,7 @@ class BudgetExceededError(OmniError):
             "value": self.limit.value,
             "limit_usd": self.limit.limit_usd,
             "spent_usd": round(self.spent_usd, 6),
+            "at": self.at,
         }
 
 
