@@ -29,9 +29,9 @@ from typing import Any
 import aiohttp
 from dagster import SkipReason, build_sensor_context, instance_for_test
 
-from omni_assets.pipeline.poll import PollPolicy
 from omni_assets.pipeline.runtime import OmniRuntime
 from omni_assets.providers import get_provider
+from omni_assets.providers.polling import PollPolicy
 from omni_assets.registry import Registry
 from omni_assets.sensors import poll_tick
 from omni_assets.storage import VideoStorage

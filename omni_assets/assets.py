@@ -40,6 +40,7 @@ from .pipeline.runtime import OmniRuntime
 from .pipeline.submit import submit_pending
 from .providers import capabilities
 from .providers.errors import TaskFailedError, TaskTimeoutError
+from .providers.polling import PollPolicy
 from .providers.wait import wait
 from .registry import Record, RecordState
 from .request import VideoRequest
@@ -264,8 +265,8 @@ def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str
     if record.state == RecordState.IN_FLIGHT:
         assert record.task_ref is not None
         client = runtime.providers[record.provider]
-        policy = runtime.policies.get(record.provider)
-        remaining = (policy.deadline_s if policy else 1800) - (
+        policy = runtime.policies.get(record.provider) or PollPolicy()
+        remaining = policy.deadline_s - (
             time.time() - (record.polling_since or record.submitted_at or 0)
         )
         context.log.info(f"waiting for task {record.task_id} at {record.provider}")
@@ -274,7 +275,7 @@ def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str
                 client,
                 record.task_ref,
                 deadline=max(1.0, remaining),
-                interval=policy.interval_s if policy else 10.0,
+                policy=policy,
                 on_status=lambda s: context.log.info(
                     f"{key}: {s.raw_status}" + (f" {s.progress}%" if s.progress is not None else "")
                 ),

@@ -38,6 +38,7 @@ from pydantic import Field, field_validator, model_validator
 from .definitions import build_definitions
 from .pipeline.refresh import RefreshConfig
 from .providers.capabilities import PROVIDER_NAMES
+from .providers.polling import DEFAULT_DEADLINE_S, DEFAULT_POLL_INTERVAL_S
 from .resources import (
     PROVIDER_RESOURCES,
     OmniRegistryResource,
@@ -65,8 +66,12 @@ class OmniProviderConfig(dg.Model):
     model: str | None = Field(default=None, description="Default model for this provider.")
     max_in_flight: int = Field(default=20, description="Tasks submitted but not finished.")
     rate_limit_per_s: float = Field(default=2.0, description="Submissions per second, at most.")
-    poll_interval_s: float = Field(default=10.0, description="Seconds between status polls.")
-    deadline_s: float = Field(default=1800.0, description="Give up polling after this long.")
+    poll_interval_s: float = Field(
+        default=DEFAULT_POLL_INTERVAL_S, description="Seconds between status polls."
+    )
+    deadline_s: float = Field(
+        default=DEFAULT_DEADLINE_S, description="Give up polling after this long."
+    )
     timeout_s: float = Field(default=30.0, description="Per-HTTP-call timeout, seconds.")
 
 

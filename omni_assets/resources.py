@@ -18,11 +18,11 @@ from pydantic import Field, PrivateAttr
 
 from .emulator.process import ensure_emulator
 from .pipeline.budget import SpendPolicy, parse_budget
-from .pipeline.poll import PollPolicy
 from .pipeline.runtime import OmniRuntime
 from .pipeline.submit import SubmitLimits
 from .providers import get_provider
 from .providers.base import Provider
+from .providers.polling import DEFAULT_DEADLINE_S, DEFAULT_POLL_INTERVAL_S, PollPolicy
 from .providers.prices import load_prices
 from .registry import Registry, default_registry_url
 from .settings import EMULATOR_API_KEY, Settings
@@ -51,9 +51,11 @@ class ProviderResource(ConfigurableResource):  # type: ignore[type-arg]
     base_url: str | None = Field(default=None, description="Override the provider's base URL.")
     model: str | None = Field(default=None, description="Default model for this provider.")
     timeout_s: float = Field(default=30.0, description="Per-HTTP-call timeout, seconds.")
-    poll_interval_s: float = Field(default=10.0, description="Seconds between status polls.")
+    poll_interval_s: float = Field(
+        default=DEFAULT_POLL_INTERVAL_S, description="Seconds between status polls."
+    )
     deadline_s: float = Field(
-        default=1800.0, description="Give up polling a task this long after submission."
+        default=DEFAULT_DEADLINE_S, description="Give up polling a task this long after submission."
     )
     max_in_flight: int = Field(default=20, description="Tasks submitted but not finished, at most.")
     rate_limit_per_s: float = Field(default=2.0, description="Submissions per second, at most.")

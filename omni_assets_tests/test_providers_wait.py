@@ -141,12 +141,12 @@ def test_cancelled_raises() -> None:
         wait(client, ref, deadline=60, clock=clock, sleep=clock.sleep)
 
 
-def test_not_found_has_a_grace_window() -> None:
+def test_not_found_is_polled_on_until_the_deadline() -> None:
     missing = js(404, {"error": {"code": 404, "message": "Task not found"}})
-    status, _clock, _ = run(missing, DONE, interval=5, not_found_grace=30)
+    status, _clock, _ = run(missing, DONE, interval=5)
     assert status.state is TaskState.SUCCEEDED
     with pytest.raises(TaskNotFoundError):
-        run(missing, interval=5, not_found_grace=30)
+        run(missing, interval=5, deadline=60)
 
 
 def test_first_delay() -> None:

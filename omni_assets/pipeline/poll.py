@@ -1,9 +1,11 @@
 """Poll every in-flight task once, concurrently, within a time budget.
 
 The cost of a round grows with the number of tasks in flight (an indexed registry query), not with
-the number already finished. Each task's next poll time follows the provider's hint, backs off on
-429/5xx, and a task past its deadline is recorded as failed with a timeout (it may still finish at
-the provider: the reason says so, and ``retry`` resumes polling instead of paying again).
+the number already finished. Each task's next poll time is the
+:class:`~omni_assets.providers.polling.PollPolicy`'s (the provider's hint, back-off on 429/5xx and
+404, the same as ``wait()``), and a task past its deadline is recorded as failed with a timeout
+(it may still finish at the provider: the reason says so, and ``retry`` resumes polling instead
+of paying again), or as lost when the provider still answers 404.
 """
 
 from __future__ import annotations
@@ -19,25 +21,16 @@ from ..providers.base import Provider, TaskState, TaskStatus
 from ..providers.errors import (
     OmniError,
     ProviderError,
+    ProviderUnavailableError,
     RateLimitedError,
     TaskNotFoundError,
 )
+from ..providers.polling import PollOutcome, PollPolicy
 from ..registry import PollUpdate, Record, Registry
 
-__all__ = ["PollPolicy", "PollReport", "poll_in_flight"]
+__all__ = ["PollReport", "poll_in_flight"]
 
 log = logging.getLogger("omni_assets.pipeline.poll")
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """How often to poll and when to give up on a task."""
-
-    interval_s: float = 10.0
-    jitter: float = 0.2  # +/- fraction of the interval, so tasks spread out
-    max_backoff_s: float = 120.0
-    deadline_s: float = 30 * 60.0  # from submission
-    concurrency: int = 32
 
 
 @dataclass
@@ -110,10 +103,16 @@ async def _poll_all(
     return updates
 
 
-def _next_poll(policy: PollPolicy, now: float, hint: float | None = None) -> float:
-    spread = policy.interval_s * policy.jitter
-    base = hint if hint is not None else policy.interval_s + random.uniform(-spread, spread)
-    return now + max(0.05, base)
+# The sensor keeps no count of failed polls in a row across ticks: each failed poll backs off as
+# the second in a row would (twice the interval, within the policy's cap).
+_FAILURES_ACROSS_TICKS = 2
+
+
+def _next_poll(
+    policy: PollPolicy, now: float, outcome: PollOutcome, hint: float | None = None
+) -> float:
+    failures = 0 if outcome is PollOutcome.STATUS else _FAILURES_ACROSS_TICKS
+    return now + policy.next_delay(outcome, failures=failures, hint=hint, draw=random.random())
 
 
 def _past_deadline(record: Record, policy: PollPolicy, now: float) -> bool:
@@ -142,7 +141,9 @@ def _on_status(
     if not status.terminal and _past_deadline(record, policy, now):
         return PollUpdate.timed_out(record.key, status, policy.deadline_s)
     return PollUpdate.from_status(
-        record.key, status, next_poll_at=_next_poll(policy, now, status.retry_after)
+        record.key,
+        status,
+        next_poll_at=_next_poll(policy, now, PollOutcome.STATUS, status.retry_after),
     )
 
 
@@ -154,7 +155,13 @@ def _on_error(
         return PollUpdate.lost(record.key, exc.to_dict())
     if _past_deadline(record, policy, now):
         return PollUpdate.timed_out(record.key, None, policy.deadline_s)
-    hint = exc.retry_after if isinstance(exc, RateLimitedError) else None
-    if hint is None and isinstance(exc, ProviderError):
-        hint = min(policy.max_backoff_s, policy.interval_s * 3)
-    return PollUpdate.retry_later(record.key, next_poll_at=_next_poll(policy, now, hint))
+    if isinstance(exc, TaskNotFoundError):
+        outcome, hint = PollOutcome.NOT_FOUND, None
+    elif isinstance(exc, (RateLimitedError, ProviderUnavailableError)):
+        outcome, hint = PollOutcome.BUSY, exc.retry_after
+    elif isinstance(exc, ProviderError):
+        outcome, hint = PollOutcome.BUSY, None
+    else:  # not the provider's answer (e.g. our own transport code): poll again as usual
+        outcome, hint = PollOutcome.STATUS, None
+    next_poll_at = _next_poll(policy, now, outcome, hint)
+    return PollUpdate.retry_later(record.key, next_poll_at=next_poll_at)

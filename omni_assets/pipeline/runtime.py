@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from ..providers import capabilities
 from ..providers.base import Provider
 from ..providers.errors import InvalidRequestError
+from ..providers.polling import PollPolicy
 from ..providers.validation import validate
 from ..registry import RegisterItem, RegisterResult, Registry
 from ..request import VideoRequest
 from ..storage import VideoStorage
 from .budget import SpendPolicy
-from .poll import PollPolicy
 from .submit import SubmitLimits
 
 __all__ = ["OmniRuntime"]

@@ -4,7 +4,8 @@ Peers poll ``while True`` (openai-python ``poll()``, Veo ``while not operation.d
 forever on a status word they do not know (providers.md §7). Here every wait ends: success
 returns the status, failure raises :class:`TaskFailedError`, and the deadline raises
 :class:`TaskTimeoutError` — the task may still finish (and is still paid for), so the caller keeps
-its task id and can resume later.
+its task id and can resume later. How long to wait between polls, and what a 404 means, is the
+:class:`~omni_assets.providers.polling.PollPolicy` the poll sensor uses too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from .base import Provider, TaskRef, TaskState, TaskStatus
 from .errors import (
@@ -22,6 +24,7 @@ from .errors import (
     TaskNotFoundError,
     TaskTimeoutError,
 )
+from .polling import PollOutcome, PollPolicy
 
 __all__ = ["wait"]
 
@@ -33,11 +36,11 @@ def wait(
     ref: TaskRef,
     *,
     deadline: float,
-    interval: float = 10.0,
-    jitter: float = 0.2,
+    policy: PollPolicy | None = None,
+    interval: float | None = None,
+    jitter: float | None = None,
+    max_backoff: float | None = None,
     first_delay: float = 0.0,
-    max_backoff: float = 120.0,
-    not_found_grace: float = 30.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     on_status: Callable[[TaskStatus], None] | None = None,
@@ -45,17 +48,18 @@ def wait(
 ) -> TaskStatus:
     """Poll ``provider.status(ref)`` until the task ends; return the SUCCEEDED status.
 
-    ``deadline`` is the budget in seconds from now (measured with ``clock``). Between polls:
-    ``interval`` ± ``jitter`` (a fraction), or the server's ``retry_after`` hint when it gave
-    one. Rate limiting and unavailability back off exponentially (up to ``max_backoff``) instead
-    of failing; a 404 within ``not_found_grace`` seconds of the first poll is treated as a not
-    yet visible task. An unknown status word is polled on (``make_status`` logs it).
+    ``deadline`` is the budget in seconds from now (measured with ``clock``). Between polls,
+    ``policy`` (default :class:`PollPolicy`) decides; ``interval``, ``jitter`` and
+    ``max_backoff`` override its fields. Rate limiting, unavailability and 404s back off instead
+    of failing, and a server's ``retry_after`` hint is honoured. An unknown status word is polled
+    on (``make_status`` logs it).
 
     Raises :class:`TaskFailedError` (FAILED/CANCELLED, with the provider's reason and code),
-    :class:`TaskTimeoutError` (deadline passed), :class:`TaskNotFoundError` after the grace.
+    :class:`TaskTimeoutError` (deadline passed), :class:`TaskNotFoundError` (deadline passed and
+    the provider still answers 404).
     """
-    start = clock()
-    end = start + deadline
+    policy = _with_overrides(policy or PollPolicy(), interval, jitter, max_backoff)
+    end = clock() + deadline
     failures = 0
     last: TaskStatus | None = None
     if first_delay > 0:
@@ -66,14 +70,13 @@ def wait(
             status = provider.status(ref)
         except (RateLimitedError, ProviderUnavailableError) as exc:
             failures += 1
-            hint = exc.retry_after
-            delay = hint if hint is not None else min(max_backoff, interval * 2 ** (failures - 1))
+            delay = policy.next_delay(PollOutcome.BUSY, failures=failures, hint=exc.retry_after)
             logger.info("%s task %s: %s; next poll in %.1fs", ref.provider, ref.task_id, exc, delay)
         except TaskNotFoundError:
-            if clock() - start >= not_found_grace:
+            if clock() >= end:
                 raise
             failures += 1
-            delay = interval
+            delay = policy.next_delay(PollOutcome.NOT_FOUND, failures=failures)
         else:
             failures = 0
             last = status
@@ -89,10 +92,7 @@ def wait(
                     task_id=ref.task_id,
                     code=status.error_code,
                 )
-            if status.retry_after is not None:
-                delay = status.retry_after
-            else:
-                delay = interval * (1 + jitter * (2 * rng() - 1))
+            delay = policy.next_delay(PollOutcome.STATUS, hint=status.retry_after, draw=rng())
         now = clock()
         if now >= end:
             seen = f"last status {last.raw_status!r}" if last else "no status read"
@@ -104,3 +104,14 @@ def wait(
             )
         # The last poll happens at the deadline itself, never after it.
         sleep(max(0.0, min(delay, end - now)))
+
+
+def _with_overrides(
+    policy: PollPolicy, interval: float | None, jitter: float | None, max_backoff: float | None
+) -> PollPolicy:
+    return replace(
+        policy,
+        interval_s=policy.interval_s if interval is None else interval,
+        jitter=policy.jitter if jitter is None else jitter,
+        max_backoff_s=policy.max_backoff_s if max_backoff is None else max_backoff,
+    )

@@ -24,10 +24,11 @@ from pathlib import Path
 
 from omni_assets.pipeline.intake import check_requests, load_requests_file
 from omni_assets.pipeline.materialize import materialize_record
-from omni_assets.pipeline.poll import PollPolicy, poll_in_flight
+from omni_assets.pipeline.poll import poll_in_flight
 from omni_assets.pipeline.runtime import OmniRuntime
 from omni_assets.pipeline.submit import SubmitLimits, recover_stale_submits, submit_pending
 from omni_assets.providers import PROVIDER_NAMES, get_provider
+from omni_assets.providers.polling import PollPolicy
 from omni_assets.registry import RecordState, Registry
 from omni_assets.storage import VideoStorage
 
