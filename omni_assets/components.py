@@ -38,14 +38,13 @@ from pydantic import Field, field_validator, model_validator
 from .definitions import build_definitions
 from .pipeline.refresh import RefreshConfig
 from .providers.capabilities import PROVIDER_NAMES
-from .providers.polling import DEFAULT_DEADLINE_S, DEFAULT_POLL_INTERVAL_S
 from .resources import (
-    PROVIDER_RESOURCES,
     OmniRegistryResource,
     OmniStorageResource,
     ProviderResource,
+    ProviderSettings,
+    provider_resource,
 )
-from .settings import EMULATOR_API_KEY
 
 __all__ = [
     "OmniProviderConfig",
@@ -55,24 +54,13 @@ __all__ = [
 ]
 
 
-class OmniProviderConfig(dg.Model):
-    """One provider: where its key is, and how hard to use it."""
+class OmniProviderConfig(dg.Model, ProviderSettings):
+    """One provider: where its key is, and how hard to use it (:class:`ProviderSettings`)."""
 
     api_key_env: str | None = Field(
         default=None,
         description="Environment variable holding the API key (default <PROVIDER>_API_KEY).",
     )
-    base_url: str | None = Field(default=None, description="Override the provider's base URL.")
-    model: str | None = Field(default=None, description="Default model for this provider.")
-    max_in_flight: int = Field(default=20, description="Tasks submitted but not finished.")
-    rate_limit_per_s: float = Field(default=2.0, description="Submissions per second, at most.")
-    poll_interval_s: float = Field(
-        default=DEFAULT_POLL_INTERVAL_S, description="Seconds between status polls."
-    )
-    deadline_s: float = Field(
-        default=DEFAULT_DEADLINE_S, description="Give up polling after this long."
-    )
-    timeout_s: float = Field(default=30.0, description="Per-HTTP-call timeout, seconds.")
 
 
 class OmniStorageConfig(dg.Model):
@@ -196,32 +184,16 @@ class OmniVideoComponent(dg.Component, dg.Resolvable, dg.Model):
         default = self.default_provider or (
             next(iter(self.providers)) if len(self.providers) == 1 else None
         )
-        out: dict[str, ProviderResource] = {}
-        for name, config in sorted(self.providers.items()):
-            common: dict[str, Any] = {
-                "model": config.model,
-                "max_in_flight": config.max_in_flight,
-                "rate_limit_per_s": config.rate_limit_per_s,
-                "poll_interval_s": config.poll_interval_s,
-                "deadline_s": config.deadline_s,
-                "timeout_s": config.timeout_s,
-                "is_default": name == default,
-            }
-            if self.emulator_url:
-                url = self.emulator_url.rstrip("/")
-                out[name] = PROVIDER_RESOURCES[name](
-                    api_key=EMULATOR_API_KEY,
-                    base_url=f"{url}/{name}",
-                    emulator_url=url,
-                    **common,
-                )
-            else:
-                out[name] = PROVIDER_RESOURCES[name](
-                    api_key=EnvVar(config.api_key_env or f"{name.upper()}_API_KEY"),
-                    base_url=config.base_url,
-                    **common,
-                )
-        return out
+        return {
+            name: provider_resource(
+                name,
+                emulator_url=self.emulator_url,
+                api_key_env=config.api_key_env,
+                is_default=name == default,
+                **config.model_dump(include=set(ProviderSettings.model_fields)),
+            )
+            for name, config in sorted(self.providers.items())
+        }
 
     def requests_path(self, base: Path) -> str | None:
         """The requests file, absolute (relative paths are relative to ``base``)."""

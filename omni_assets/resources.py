@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from dagster import ConfigurableResource, EnvVar
-from pydantic import Field, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr
 
 from .emulator.process import ensure_emulator
 from .pipeline.budget import SpendPolicy, parse_budget
@@ -35,19 +35,18 @@ __all__ = [
     "OmniRegistryResource",
     "OmniStorageResource",
     "ProviderResource",
+    "ProviderSettings",
     "ToAPIsResource",
+    "provider_resource",
     "provider_resources",
     "runtime_from_definitions",
     "runtime_from_resources",
 ]
 
 
-class ProviderResource(ConfigurableResource):  # type: ignore[type-arg]
-    """Settings shared by every provider resource."""
+class ProviderSettings(BaseModel):
+    """How a provider is used: the fields a provider resource and the component share."""
 
-    provider_name: ClassVar[str]
-
-    api_key: str = Field(description="API key; pass dagster.EnvVar('<PROVIDER>_API_KEY').")
     base_url: str | None = Field(default=None, description="Override the provider's base URL.")
     model: str | None = Field(default=None, description="Default model for this provider.")
     timeout_s: float = Field(default=30.0, description="Per-HTTP-call timeout, seconds.")
@@ -59,6 +58,14 @@ class ProviderResource(ConfigurableResource):  # type: ignore[type-arg]
     )
     max_in_flight: int = Field(default=20, description="Tasks submitted but not finished, at most.")
     rate_limit_per_s: float = Field(default=2.0, description="Submissions per second, at most.")
+
+
+class ProviderResource(ConfigurableResource, ProviderSettings):  # type: ignore[type-arg]
+    """One provider's client: its key (through ``dagster.EnvVar``) and :class:`ProviderSettings`."""
+
+    provider_name: ClassVar[str]
+
+    api_key: str = Field(description="API key; pass dagster.EnvVar('<PROVIDER>_API_KEY').")
     emulator_url: str | None = Field(
         default=None,
         description="Set in emulator mode: the emulator is started on this URL if not running.",
@@ -134,27 +141,42 @@ PROVIDER_RESOURCES: dict[str, type[ProviderResource]] = {
 }
 
 
-def provider_resources(settings: Settings) -> dict[str, ProviderResource]:
-    """One resource per usable provider; keys come from the environment through EnvVar.
+def provider_resource(
+    name: str, *, emulator_url: str | None = None, api_key_env: str | None = None, **fields: Any
+) -> ProviderResource:
+    """The resource of provider ``name``, the one place that decides where its key comes from.
 
-    In emulator mode (the default) every provider points at the built-in emulator, which is
-    started in the background on ``OMNI_EMULATOR_URL`` the first time a client is needed.
+    With ``emulator_url`` it talks to the built-in emulator there (started in the background
+    the first time a client is needed; no key is read, ``base_url`` is the emulator's); else
+    its key comes from the environment variable ``api_key_env`` (default ``<NAME>_API_KEY``)
+    through ``dagster.EnvVar``. ``fields`` are :class:`ProviderSettings` fields and
+    ``is_default``.
+    """
+    cls = PROVIDER_RESOURCES[name]
+    if emulator_url:
+        url = emulator_url.rstrip("/")
+        fields["base_url"] = f"{url}/{name}"
+        return cls(api_key=EMULATOR_API_KEY, emulator_url=url, **fields)
+    return cls(api_key=EnvVar(api_key_env or f"{name.upper()}_API_KEY"), **fields)
+
+
+def provider_resources(settings: Settings) -> dict[str, ProviderResource]:
+    """One resource per usable provider, configured from the environment (``OMNI_*``).
+
+    In emulator mode (the default) every provider points at the emulator on
+    ``OMNI_EMULATOR_URL`` and polls every second; else ``<NAME>_BASE_URL``, when set, overrides
+    a provider's base URL.
     """
     out: dict[str, ProviderResource] = {}
     for name in settings.configured_providers():
-        cls = PROVIDER_RESOURCES[name]
         if settings.emulated:
-            out[name] = cls(
-                api_key=EMULATOR_API_KEY,
-                base_url=f"{settings.emulator_url}/{name}",
-                emulator_url=settings.emulator_url,
-                poll_interval_s=1.0,
+            out[name] = provider_resource(
+                name, emulator_url=settings.emulator_url, poll_interval_s=1.0
             )
         else:
             base_url = f"{name.upper()}_BASE_URL"
-            out[name] = cls(
-                api_key=EnvVar(f"{name.upper()}_API_KEY"),
-                base_url=EnvVar(base_url) if os.environ.get(base_url) else None,
+            out[name] = provider_resource(
+                name, base_url=EnvVar(base_url) if os.environ.get(base_url) else None
             )
     return out
 
