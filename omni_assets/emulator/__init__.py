@@ -54,8 +54,11 @@ content-policy ones. ``rate_expired_url`` hands out a URL that has already expir
 the body code; APIMart ``url`` as a plain string; ToAPIs ``submitted`` for queued and the URL at
 ``result.url``, ``video_url`` or ``url`` instead of ``result.data[0].url``; CRUN errors with
 HTTP 200 and only the body code. API keys starting with ``invalid`` get 401, ``nobalance`` get
-402 on create. Prompts containing ``[emulator:fail]`` or ``[emulator:policy]`` make that task
-fail (ToAPIs refuses the latter synchronously with its documented 422).
+402 on create. ``outages`` opens windows per dialect: ``down`` (a proxy's 503 on every API call,
+nothing created), ``402`` (creates refused for lack of balance) and, for CRUN, ``455``
+(maintenance on every API call). Prompts containing ``[emulator:fail]`` or
+``[emulator:policy]`` make that task fail (ToAPIs refuses the latter synchronously with its
+documented 422).
 
 Deliberate deviations from the real services
 ============================================
@@ -68,7 +71,11 @@ Deliberate deviations from the real services
   ``gemini-omni-flash-preview``, which takes no duration), the emulator renders 6 s.
 * ``video_padding_bytes`` appends a ``free`` box so files can be made large cheaply.
 * CRUN callbacks are only delivered to 127.0.0.1/localhost; other callback URLs get 422.
-* Prices (APIMart ``cost``/``credits_cost``, CRUN ``credits``) are made up.
+* Prices are reported where the real provider reports them (APIMart ``cost``/``credits_cost`` in
+  the task status, CRUN ``credits`` in TaskInfo; JimmyAI and ToAPIs report none), but the
+  amounts are the emulator's own: APIMart's flash preview 1.0 (seed 001's example),
+  Omni-Flash-Ext 0.10/0.15/0.30 a second at 720p/1080p/4k, CRUN 5/8/15 credits a second; a
+  failed task costs 0.
 * Task state lives in memory: restarting the emulator forgets every task.
 """
 

@@ -85,7 +85,12 @@ class Dialect(abc.ABC):
         return self.state.authenticate(self.api_key(request))
 
     def check_balance(self, api_key: str) -> None:
-        """Keys starting with ``nobalance`` belong to an account without credit."""
+        """Keys starting with ``nobalance`` belong to an account without credit; so does every
+        account during a ``402`` outage window."""
+        state = self.state
+        if state.config.outage(self.name, state.clock()) == "402":
+            state.record_fault("outage:402", self.name, "create")
+            raise ApiError("balance", "insufficient balance, please recharge and try again")
         if api_key.startswith("nobalance"):
             raise ApiError("balance", "insufficient balance, please recharge and try again")
 
@@ -96,6 +101,13 @@ class Dialect(abc.ABC):
         """
         config, faults = self.state.config, self.state.faults
         path = request.url.path
+        outage = config.outage(self.name, self.state.clock())
+        if outage == "down":
+            self.state.record_fault("outage:down", self.name, path)
+            raise ApiError("gateway", _GATEWAY_TITLES[503], status=503)
+        if outage == "455":
+            self.state.record_fault("outage:455", self.name, path)
+            raise ApiError("maintenance", "System is currently undergoing maintenance")
         account = (self.name, self.api_key(request) or "")
         wait = self.state.buckets.take(account, config.rate_limit_per_s, self.state.clock())
         if wait > 0:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DEFAULT_UPLOAD_TTL", "DEFAULT_URL_TTL", "PROVIDERS", "EmulatorConfig"]
+__all__ = ["DEFAULT_UPLOAD_TTL", "DEFAULT_URL_TTL", "OUTAGE_KINDS", "PROVIDERS", "EmulatorConfig"]
 
 PROVIDERS = ("jimmyai", "apimart", "toapis", "crun")
 
@@ -34,6 +34,11 @@ DEFAULT_UPLOAD_TTL: Mapping[str, float] = {
     "toapis": _DAY,
     "crun": _DAY,
 }
+
+# What an outage window does to a dialect: ``down`` answers every API call with a proxy's 503
+# (nothing reaches the service, so nothing is created), ``402`` refuses creates for lack of
+# balance, ``455`` is CRUN's documented maintenance answer (seed 003) on every API call.
+OUTAGE_KINDS = ("down", "402", "455")
 
 _RATES = (
     "rate_429",
@@ -92,6 +97,9 @@ class EmulatorConfig:
     video_padding_bytes: int = 0
     audit_log: str | None = None
     cache_dir: str | None = None
+    #: provider -> windows ``{"kind": "down"|"402"|"455", "start": epoch|None, "end": epoch|None}``
+    #: (None: open-ended). ``455`` only for ``crun``, whose documents define it.
+    outages: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_number(self.generation_seconds, "generation_seconds", low=0.0)
@@ -117,10 +125,19 @@ class EmulatorConfig:
                 if provider not in PROVIDERS:
                     raise ValueError(f"{name}: unknown provider {provider!r}")
                 _check_number(seconds, f"{name}[{provider}]", low=0.0)
+        object.__setattr__(self, "outages", _check_outages(self.outages))
         for name in ("audit_log", "cache_dir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} must be a path string or null")
+
+    def outage(self, provider: str, now: float) -> str | None:
+        """The kind of the outage window ``provider`` is in at ``now``, if any."""
+        for window in self.outages.get(provider, ()):
+            start, end = window.get("start"), window.get("end")
+            if (start is None or now >= start) and (end is None or now < end):
+                return str(window["kind"])
+        return None
 
     def url_ttl(self, provider: str) -> float:
         """How long a video URL handed out by ``provider`` stays valid, in seconds."""
@@ -140,7 +157,7 @@ class EmulatorConfig:
         if unknown:
             raise ValueError(f"unknown config key(s): {', '.join(unknown)}")
         merged = dict(changes)
-        for name in ("url_ttl_seconds", "upload_ttl_seconds"):
+        for name in ("url_ttl_seconds", "upload_ttl_seconds", "outages"):
             if name in merged:
                 update = merged[name]
                 if not isinstance(update, Mapping):
@@ -154,6 +171,7 @@ class EmulatorConfig:
         data["api_keys"] = list(self.api_keys) if self.api_keys is not None else None
         data["url_ttl_seconds"] = dict(self.url_ttl_seconds)
         data["upload_ttl_seconds"] = dict(self.upload_ttl_seconds)
+        data["outages"] = {p: [dict(w) for w in ws] for p, ws in self.outages.items()}
         return data
 
 
@@ -170,3 +188,28 @@ def _check_int(value: Any, name: str, *, low: int | None = None) -> None:
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if low is not None and value < low:
         raise ValueError(f"{name} must be >= {low}, got {value!r}")
+
+
+def _check_outages(value: Any) -> dict[str, tuple[dict[str, Any], ...]]:
+    if not isinstance(value, Mapping):
+        raise ValueError("outages must map provider names to lists of windows")
+    out: dict[str, tuple[dict[str, Any], ...]] = {}
+    for provider, windows in value.items():
+        if provider not in PROVIDERS:
+            raise ValueError(f"outages: unknown provider {provider!r}")
+        if isinstance(windows, Mapping):
+            windows = [windows]
+        checked = []
+        for window in windows:
+            if not isinstance(window, Mapping) or set(window) - {"kind", "start", "end"}:
+                raise ValueError(f"outages[{provider}]: a window is {{kind, start, end}}")
+            kind = str(window.get("kind"))
+            if kind not in OUTAGE_KINDS or (kind == "455" and provider != "crun"):
+                allowed = ", ".join(k for k in OUTAGE_KINDS if k != "455" or provider == "crun")
+                raise ValueError(f"outages[{provider}]: kind {kind!r}; allowed: {allowed}")
+            for bound in ("start", "end"):
+                if window.get(bound) is not None:
+                    _check_number(window[bound], f"outages[{provider}].{bound}", low=0.0)
+            checked.append({"kind": kind, "start": window.get("start"), "end": window.get("end")})
+        out[provider] = tuple(checked)
+    return out
