@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._crashpoints import crashpoint
+from ..providers import PROVIDERS
 from ..providers.base import Provider, TaskRef
 from ..providers.errors import (
     AuthenticationError,
@@ -35,7 +36,6 @@ from .sources import ResolvedSource, resolve_source
 
 __all__ = [
     "PROVIDER_REFUSALS",
-    "REPLAY_SAFE",
     "RateLimiter",
     "SubmitLimits",
     "SubmitReport",
@@ -46,8 +46,6 @@ __all__ = [
 
 log = logging.getLogger("omni_assets.pipeline.submit")
 
-# Providers whose idempotency key makes replaying an interrupted submission safe.
-REPLAY_SAFE = frozenset({"apimart"})
 NOT_CONFIGURED = "ProviderNotConfigured"
 # Refusals of a whole provider until someone acts (a key, a top-up, the configuration): its
 # requests stay pending. As named in a record's ``error["error"]``.
@@ -119,14 +117,15 @@ def recover_stale_submits(registry: Registry, older_than_s: float) -> dict[str, 
     """Settle records left ``submitting`` longer than ``older_than_s`` (the submitter died).
 
     The POST may or may not have created a task. Where the provider honours the idempotency key
-    (:data:`REPLAY_SAFE`) the record goes back to pending with the same attempt, so the next
-    submit replays the identical POST under the same key and gets the task it already made (or
-    makes it, once). Elsewhere it becomes ``unknown`` and is never resubmitted without the user.
+    (its dialect's ``idempotent_submit``) the record goes back to pending with the
+    same attempt, so the next submit replays the identical POST under the same key and gets the
+    task it already made (or makes it, once). Elsewhere it becomes ``unknown`` and is never
+    resubmitted without the user.
     Returns ``{key: "replay" | "unknown"}``.
     """
     out: dict[str, str] = {}
     for record in registry.stuck_submitting(older_than_s):
-        replay = record.provider in REPLAY_SAFE
+        replay = _replay_safe(record.provider)
         error = {
             "error": "SubmitInterrupted" if replay else "SubmitOutcomeUnknown",
             "message": "the submitting process stopped after recording its intent and before "
@@ -145,6 +144,11 @@ def recover_stale_submits(registry: Registry, older_than_s: float) -> dict[str, 
         out[record.key] = "replay" if replay else "unknown"
         log.warning("%s: interrupted submission -> %s", record.key, out[record.key])
     return out
+
+
+def _replay_safe(provider: str) -> bool:
+    client = PROVIDERS.get(provider)
+    return client is not None and client.dialect.idempotent_submit
 
 
 def submit_pending(
