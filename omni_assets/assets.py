@@ -230,7 +230,7 @@ def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str
     record = registry.get(key)
     if record is None:
         raise Failure(f"partition {key!r} is not a registered request; add it to the requests file")
-    if record.state in (RecordState.FAILED, RecordState.UNKNOWN, RecordState.CANCELLED):
+    if record.state.retryable:
         raise Failure(
             f"{key} ended {record.state.value}: {(record.error or {}).get('message')}. "
             f"A failed generation is not paid for again unless you ask: `omni-assets retry {key}`",

@@ -21,8 +21,9 @@ from omni_assets.cli.driver import LocalDriver
 from omni_assets.definitions import build_definitions
 from omni_assets.lineage.graph import build_graph
 from omni_assets.pipeline.chain import REFRESH_TAG
-from omni_assets.pipeline.refresh import RefreshConfig, refresh_key
-from omni_assets.registry import RecordState
+from omni_assets.pipeline.refresh import RefreshConfig, plan_refresh, refresh_key
+from omni_assets.registry import RecordState, RegisterItem, Registry
+from omni_assets.request import VideoRequest
 from omni_assets.resources import OmniRegistryResource, OmniStorageResource
 from omni_assets.schedules import REFRESH_SCHEDULE
 from omni_assets.settings import Settings
@@ -180,3 +181,19 @@ def test_unmatched_and_too_long_keys_are_reported(env: PipelineEnv) -> None:
     message = str(result.skip_message)
     assert "gone" in message and "no registered request has this id" in message
     assert "longer than 66 characters" in message
+
+
+def test_a_request_whose_last_submit_has_an_unknown_outcome_is_not_refreshed(
+    tmp_path: Path,
+) -> None:
+    """Its POST may have made a paid task: a refresh would pay for the same content again."""
+    registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    request = VideoRequest(id="cat-walk", prompt="a cat walking", provider="crun")
+    registry.register([RegisterItem.for_request(request, "crun", "google/gemini-omni")])
+    assert registry.begin_submit("cat-walk", "idem")
+    registry.record_submit_error("cat-walk", {"error": "SubmitOutcomeUnknown"}, "unknown")
+    (record,) = registry.records()
+    assert record.state is RecordState.UNKNOWN and record.state.settled
+    plan = plan_refresh([record], CONFIG, _at(6))
+    assert plan.requests == []
+    assert plan.skipped["cat-walk"] == "cat-walk is still unknown"

@@ -32,7 +32,6 @@ from ..registry import Record, RecordState, Registry
 
 __all__ = ["DriveResult", "LocalDriver"]
 
-SETTLED = (RecordState.MATERIALIZED, RecordState.FAILED, RecordState.UNKNOWN, RecordState.CANCELLED)
 # "host:pid" of the process that executes a run in-process: if that process is gone, so is the run.
 DRIVER_TAG = "omni/driver"
 _UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.NOT_STARTED]
@@ -173,7 +172,7 @@ class LocalDriver:
             records = self._records(keys)
             if on_tick:
                 on_tick(records)
-            if all(r.state in SETTLED for r in records):
+            if all(r.state.settled for r in records):
                 break
             if stop_on_refusal:
                 result.refused = self._blocking_refusals(records, since)
@@ -190,7 +189,7 @@ class LocalDriver:
     def _blocking_refusals(self, records: list[Record], since: float) -> dict[str, str]:
         """provider -> reason, if every unsettled record is pending behind a refusal since
         ``since``; else empty."""
-        unsettled = [r for r in records if r.state not in SETTLED]
+        unsettled = [r for r in records if not r.state.settled]
         refused: dict[str, str] = {}
         for r in unsettled:
             if r.state is not RecordState.PENDING:
@@ -214,7 +213,7 @@ class LocalDriver:
 def _waiting_on_budget(records: list[Record], freed_at: float) -> dict[str, str]:
     """key -> reason, if everything unsettled is pending over budget, judged after the budget
     last changed (so nothing can move any more in this drive)."""
-    unsettled = [r for r in records if r.state not in SETTLED]
+    unsettled = [r for r in records if not r.state.settled]
     waiting = {
         r.key: str(error.get("message", ""))
         for r in unsettled

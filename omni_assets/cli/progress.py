@@ -18,7 +18,6 @@ from ..registry import Record, RecordState
 __all__ = ["ProgressLine", "render_progress"]
 
 _DONE = (RecordState.MATERIALIZED,)
-_ENDED = (RecordState.FAILED, RecordState.UNKNOWN, RecordState.CANCELLED)
 
 
 def render_progress(records: Sequence[Record], elapsed_s: float, width: int = 24) -> str:
@@ -26,7 +25,7 @@ def render_progress(records: Sequence[Record], elapsed_s: float, width: int = 24
     counts = Counter(r.state for r in records)
     total = len(records)
     done = sum(counts[s] for s in _DONE)
-    ended = sum(counts[s] for s in _ENDED)
+    ended = sum(n for state, n in counts.items() if state.retryable)
     in_flight = [r for r in records if r.state == RecordState.IN_FLIGHT]
     # A task reporting progress counts for its fraction, so the bar moves during generation.
     partial = sum((r.progress or 0) / 100 for r in in_flight)

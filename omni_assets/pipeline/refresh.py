@@ -45,7 +45,6 @@ _SUFFIX = ".r{:%Y%m%d%H%M}"
 #: Partition keys are at most 80 characters; the suffix takes 14.
 MAX_BASE_KEY_LENGTH = 80 - 14
 _REFRESH_RE = re.compile(r"\.r\d{12}$")
-_SETTLED = (RecordState.MATERIALIZED, RecordState.FAILED, RecordState.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ def plan_refresh(records: Sequence[Record], config: RefreshConfig, when: datetim
                 f"id longer than {MAX_BASE_KEY_LENGTH} characters: no room for the "
                 "refresh suffix; give the request a shorter id"
             )
-        elif newest.state not in _SETTLED:
+        elif not newest.state.outcome_known:
             plan.skipped[base.key] = f"{newest.key} is still {newest.state.value}"
         else:
             data = json.loads(base.request_json)
@@ -166,7 +165,7 @@ def prunable(records: Sequence[Record], keep: int) -> list[Record]:
             continue
         cutoff = done[-keep].key
         out += [
-            r for r in ordered if r.key < cutoff and r.state in _SETTLED and r.key not in parents
+            r for r in ordered if r.key < cutoff and r.state.outcome_known and r.key not in parents
         ]
     return sorted(out, key=lambda r: r.key)
 

@@ -218,11 +218,7 @@ def _parent_ready(registry: Registry, record: Record, report: SubmitReport) -> R
     if record.parent_key is None:
         return None
     parent = registry.get(record.parent_key)
-    if parent is None or parent.state in (
-        RecordState.FAILED,
-        RecordState.CANCELLED,
-        RecordState.UNKNOWN,
-    ):
+    if parent is None or parent.state.retryable:
         reason = (
             f"parent {record.parent_key!r} is not registered"
             if parent is None

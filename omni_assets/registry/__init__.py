@@ -481,7 +481,7 @@ class Registry(RegistryStore):
         record = self.get(key)
         if record is None:
             raise ValueError(f"cannot retry {key!r}: no such request is registered")
-        if record.state not in TRANSITIONS["retried"][0]:
+        if not record.state.retryable:
             raise ValueError(
                 f"cannot retry {key!r}: it is {record.state.value}; only failed, unknown or "
                 "cancelled requests can be retried (change the request to make a new video)"

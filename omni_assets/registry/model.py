@@ -61,8 +61,26 @@ class RecordState(str, Enum):
     UNKNOWN = "unknown"
     CANCELLED = "cancelled"
 
+    @property
+    def retryable(self) -> bool:
+        """Ended without a video: ``omni-assets retry`` accepts it (and only it)."""
+        return self in _RETRYABLE
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more happens to it without the user: materialized, or ended without a video."""
+        return self is RecordState.MATERIALIZED or self.retryable
+
+    @property
+    def outcome_known(self) -> bool:
+        """Settled, and we know whether a task exists: not ``unknown`` (a POST whose outcome is
+        unknown may have made a paid task, so nothing that would pay for the same content again,
+        such as a refresh, goes ahead, and the record is never pruned)."""
+        return self.settled and self is not RecordState.UNKNOWN
+
 
 _S = RecordState
+_RETRYABLE = frozenset({_S.FAILED, _S.UNKNOWN, _S.CANCELLED})
 
 # The state machine, as data: event -> (states it may start from, state it leads to). Every
 # registry write that changes a state goes through one of these, as a compare-and-set.
@@ -83,7 +101,7 @@ TRANSITIONS: dict[str, tuple[tuple[RecordState, ...], RecordState]] = {
     "released": ((_S.MATERIALIZING,), _S.READY),
     "claim_expired": ((_S.MATERIALIZING,), _S.READY),
     "materialized": ((_S.MATERIALIZING,), _S.MATERIALIZED),
-    "retried": ((_S.FAILED, _S.UNKNOWN, _S.CANCELLED), _S.PENDING),
+    "retried": (tuple(s for s in _S if s.retryable), _S.PENDING),
     "resumed": ((_S.FAILED,), _S.IN_FLIGHT),
     "cancelled": ((_S.PENDING, _S.IN_FLIGHT, _S.READY, _S.UNKNOWN), _S.CANCELLED),
     # A changed request (new fingerprint); never while a process is submitting/materializing it.
