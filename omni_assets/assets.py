@@ -135,8 +135,13 @@ def cost_metadata(runtime: OmniRuntime, record: Record) -> dict[str, Any]:
 
 def _outcomes(runtime: OmniRuntime, record: Record, video: MaterializedVideo) -> list[CheckOutcome]:
     request = VideoRequest.model_validate_json(record.request_json)
-    fixed = capabilities.get(record.provider, record.model).fixed_duration
-    return evaluate_checks(request, video.probe, expected_duration=fixed)
+    caps = capabilities.get(record.provider, record.model)
+    return evaluate_checks(
+        request,
+        video.probe,
+        expected_duration=caps.fixed_duration,
+        expected_aspect=caps.ratio_of(request.aspect_ratio),
+    )
 
 
 def check_evaluations(

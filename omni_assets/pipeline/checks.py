@@ -37,17 +37,35 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _ratio(aspect: str) -> float:
-    w, h = aspect.split(":")
-    return float(w) / float(h)
+def _ratio(aspect: str) -> float | None:
+    """``16:9`` -> 1.777...; None for anything that is not ``W:H`` with positive numbers."""
+    w, sep, h = aspect.partition(":")
+    try:
+        ratio = float(w) / float(h) if sep else None
+    except (ValueError, ZeroDivisionError):
+        return None
+    return ratio if ratio and ratio > 0 else None
 
 
 def evaluate_checks(
-    request: VideoRequest, probe: VideoProbe, *, expected_duration: float | None = None
+    request: VideoRequest,
+    probe: VideoProbe,
+    *,
+    expected_duration: float | None = None,
+    expected_aspect: str | None = None,
 ) -> list[CheckOutcome]:
-    """Both checks for one video. ``expected_duration`` covers fixed-length models."""
+    """Both checks for one video.
+
+    ``expected_duration`` covers fixed-length models; ``expected_aspect`` is the ``W:H`` the
+    request's ``aspect_ratio`` means for its model (``landscape`` is ``16:9`` on JimmyAI:
+    ``ModelCapabilities.ratio_of``).
+    """
     plays = (
-        probe.duration_s > 0 and probe.width > 0 and probe.height > 0 and bool(probe.video_codec)
+        probe.duration_s > 0
+        and probe.width > 0
+        and probe.height > 0
+        and bool(probe.video_codec)
+        and probe.whole
     )
     outcomes = [
         CheckOutcome(
@@ -55,8 +73,12 @@ def evaluate_checks(
             plays,
             f"{probe.video_codec} {probe.width}x{probe.height}, {probe.duration_s:.2f} s"
             if plays
-            else "no decodable video stream",
-            {"duration_s": probe.duration_s, "codec": probe.video_codec or "none"},
+            else f"the video stream does not decode whole ({probe.frames} frames)",
+            {
+                "duration_s": probe.duration_s,
+                "codec": probe.video_codec or "none",
+                "frames": probe.frames,
+            },
         )
     ]
     problems: list[str] = []
@@ -68,15 +90,17 @@ def evaluate_checks(
             problems.append(f"duration {probe.duration_s:.2f} s, requested {wanted} s")
     if request.aspect_ratio and probe.height:
         actual = probe.width / probe.height
-        meta["requested_aspect_ratio"] = request.aspect_ratio
+        ratio_text = expected_aspect or request.aspect_ratio
+        wanted_ratio = _ratio(ratio_text)
+        named = request.aspect_ratio
+        if ratio_text != named:
+            named = f"{named} ({ratio_text})"
+        meta["requested_aspect_ratio"] = named
         meta["actual_aspect_ratio"] = round(actual, 4)
-        if (
-            abs(actual - _ratio(request.aspect_ratio)) / _ratio(request.aspect_ratio)
-            > ASPECT_TOLERANCE
-        ):
-            problems.append(
-                f"aspect {probe.width}x{probe.height}, requested {request.aspect_ratio}"
-            )
+        if wanted_ratio is None:
+            problems.append(f"requested aspect {named} is not a W:H ratio")
+        elif abs(actual - wanted_ratio) / wanted_ratio > ASPECT_TOLERANCE:
+            problems.append(f"aspect {probe.width}x{probe.height}, requested {named}")
     outcomes.append(
         CheckOutcome(
             CHECK_MATCHES_REQUEST,

@@ -142,6 +142,12 @@ class ModelCapabilities:
         chosen = resolution or self.default_resolution
         return self.wire_resolutions.get(chosen, chosen)
 
+    def ratio_of(self, aspect_ratio: str | None) -> str:
+        """The ``W:H`` ratio a request's ``aspect_ratio`` means here (``landscape`` -> ``16:9``;
+        none given: the default)."""
+        chosen = aspect_ratio or self.default_aspect_ratio
+        return self.orientations.get(chosen, chosen)
+
     def aspect_field(self, aspect_ratio: str | None) -> tuple[str, str]:
         """``("orientation", "portrait")`` for an orientation word, else ``("aspect_ratio", …)``."""
         if aspect_ratio is not None and aspect_ratio in self.orientations:

@@ -142,7 +142,7 @@ def _check_look(request: VideoRequest, caps: ModelCapabilities, reject: _Reject)
     aspect = request.aspect_ratio
     if aspect is not None and aspect not in caps.aspect_ratios and aspect not in caps.orientations:
         raise reject("aspect_ratio", aspect, _join((*caps.aspect_ratios, *caps.orientations)))
-    effective = caps.orientations.get(aspect or "", aspect) or caps.default_aspect_ratio
+    effective = caps.ratio_of(aspect)
     only = caps.resolution_aspects.get(resolution or caps.default_resolution)
     if only is not None and effective not in only:
         raise reject(
