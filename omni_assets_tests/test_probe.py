@@ -73,7 +73,10 @@ def test_probe_reads_the_real_facts(clip: Path) -> None:
         audio_codec="aac",
         fps=24.0,
         size=clip.stat().st_size,
+        frames=48,
+        indexed_frames=48,
     )
+    assert probe.whole
 
 
 def test_probe_video_without_audio(tmp_path: Path) -> None:
@@ -116,6 +119,20 @@ def test_a_truncated_video_is_refused(tmp_path: Path, clip: Path) -> None:
     path = tmp_path / "truncated.mp4"
     path.write_bytes(clip.read_bytes()[:2000])
     with pytest.raises(InvalidVideoError):
+        probe_video(LOCAL, str(path))
+
+
+def test_a_video_cut_short_after_its_index_does_not_play(tmp_path: Path, clip: Path) -> None:
+    """Issue 12 finding 6: the index (moov, at the front) survives, half the frames do not.
+
+    Its first frame decodes, so a probe that stops there called it playable and ``plays`` passed.
+    """
+    data = clip.read_bytes()
+    path = tmp_path / "half.mp4"
+    path.write_bytes(data[: len(data) * 45 // 100])
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 48  # the index still lists every frame
+    with pytest.raises(InvalidVideoError, match=r"of 48 frames"):
         probe_video(LOCAL, str(path))
 
 

@@ -60,22 +60,44 @@ class VideoProbe:
     audio_codec: str | None
     fps: float | None
     size: int
+    #: Video frames that decoded (the whole stream is decoded), and how many the index lists.
+    frames: int = 0
+    indexed_frames: int | None = None
+
+    @property
+    def whole(self) -> bool:
+        """Every frame the container's index lists decoded (or the index lists none)."""
+        return self.frames > 0 and (not self.indexed_frames or self.frames >= self.indexed_frames)
 
 
 def probe_video(fs: Any, path: str) -> VideoProbe:
     """Read ``path`` on fsspec filesystem ``fs``; raises InvalidVideoError if it does not play.
 
-    "Plays" means: a container FFmpeg recognizes, a video stream, and a first frame that decodes.
+    "Plays" means: a container FFmpeg recognizes, a video stream, and every frame of it decodes
+    (as many as the container's index lists): a file cut short after its index, which would show
+    its first frames and then stop, does not play.
     """
     size = _nonempty_size(fs, path)
     with fs.open(path, "rb", block_size=_READ_BLOCK) as fh, _open(fh, path) as container:
         stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"  # decode on every core: the whole stream is read
+        indexed = int(stream.frames or 0) or None
+        frame, decoded = None, 0
         try:
-            frame = next(container.decode(stream), None)
+            for picture in container.decode(stream):
+                frame = frame or picture
+                decoded += 1
         except av.FFmpegError as exc:
-            raise InvalidVideoError(f"{path}: the video stream does not decode ({exc})") from exc
+            of = f" of {indexed}" if indexed else ""
+            raise InvalidVideoError(
+                f"{path}: the video stream does not decode past frame {decoded}{of} ({exc})"
+            ) from exc
         if frame is None:
             raise InvalidVideoError(f"{path}: the video stream has no frame")
+        if indexed and decoded < indexed:
+            raise InvalidVideoError(
+                f"{path}: only {decoded} of {indexed} frames decode (the file is cut short)"
+            )
         audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
         rate = stream.average_rate or stream.guessed_rate
         return VideoProbe(
@@ -86,6 +108,8 @@ def probe_video(fs: Any, path: str) -> VideoProbe:
             audio_codec=audio,
             fps=round(float(rate), 3) if rate else None,
             size=size,
+            frames=decoded,
+            indexed_frames=indexed,
         )
 
 
