@@ -7,6 +7,7 @@ only through :class:`Provider` and the frozen, JSON-serializable records defined
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DownloadResult",
     "Provider",
+    "StagedDownload",
     "TaskRef",
     "TaskState",
     "TaskStatus",
@@ -109,6 +111,15 @@ class DownloadResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class StagedDownload:
+    """A complete download not yet committed: ``path`` is a local file with its bytes."""
+
+    path: str
+    sha256: str
+    size: int
+
+
 @runtime_checkable
 class Provider(Protocol):
     """A Gemini Omni provider client (sync API; ``astatus`` for concurrent polling)."""
@@ -145,7 +156,15 @@ class Provider(Protocol):
 
     async def astatus(self, ref: TaskRef) -> TaskStatus: ...
 
-    def download(self, url: str, fs_url: str, **storage_options: Any) -> DownloadResult: ...
+    def download(
+        self,
+        url: str,
+        fs_url: str,
+        *,
+        verify: Callable[[StagedDownload], None] | None = None,
+        **storage_options: Any,
+    ) -> DownloadResult:
+        """Stream ``url`` into ``fs_url``; ``verify`` checks the whole file before the commit."""
 
     def upload_image(self, path: str) -> UploadedFile: ...
 

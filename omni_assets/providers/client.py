@@ -25,7 +25,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from ..request import VideoRequest
-from .base import DownloadResult, TaskRef, TaskStatus, UploadedFile
+from .base import DownloadResult, StagedDownload, TaskRef, TaskStatus, UploadedFile
 from .capabilities import ModelCapabilities, find, models_for
 from .download import download_to
 from .errors import (
@@ -49,6 +49,7 @@ from .http import (
 )
 from .inputs import Sources, derive_idempotency_key, hash_file, resolve_sources
 from .probe import probe_seconds
+from .urlguard import guarded_transport, origin_of
 from .validation import check_local, validate
 
 __all__ = ["Dialect", "Endpoint", "ProviderClient", "Sources", "Submitted"]
@@ -146,6 +147,22 @@ class ProviderClient:
             timeout=self.options.timeout(),
             limits=self.options.limits(),
         )
+        # Downloads go where a provider's answer says: their own pool, every connection checked
+        # (urlguard.py; the provider's own host may be internal, e.g. the emulator). No proxy
+        # from the environment: it would carry the request past the check.
+        self._allowed_origins = (origin_of(self.base_url),)
+        self._download_http = httpx.Client(
+            transport=transport
+            or guarded_transport(
+                verify=_tls_context(),
+                limits=self.options.limits(),
+                allowed=self._allowed_origins,
+                allow_private=self.options.allow_private_urls,
+            ),
+            headers=headers,
+            timeout=self.options.timeout(),
+            trust_env=False,
+        )
         if async_transport is None and isinstance(transport, httpx.AsyncBaseTransport):
             async_transport = transport
 
@@ -233,7 +250,12 @@ class ProviderClient:
         sources = resolve_sources(request, caps, image_urls, video_url, extend_from)
         if self.dialect.needs_video_seconds and sources.video_url and video_seconds is None:
             timeout = self.options.timeout(self.options.download_read_timeout)
-            video_seconds = probe_seconds(self._http, sources.video_url, timeout=timeout)
+            video_seconds = probe_seconds(
+                self._http,
+                sources.video_url,
+                timeout=timeout,
+                max_bytes=self.options.max_download_bytes,
+            )
         if video_seconds is not None:
             sources = dataclasses.replace(sources, video_seconds=video_seconds)
         body = self.dialect.build_body(request, caps, sources)
@@ -326,15 +348,25 @@ class ProviderClient:
                 response = await self._asend_status(transport, ref)
         return response
 
-    def download(self, url: str, fs_url: str, **storage_options: Any) -> DownloadResult:
-        """Stream ``url`` into ``fs_url`` atomically (see ``download.py``)."""
+    def download(
+        self,
+        url: str,
+        fs_url: str,
+        *,
+        verify: Callable[[StagedDownload], None] | None = None,
+        **storage_options: Any,
+    ) -> DownloadResult:
+        """Stream ``url`` into ``fs_url`` atomically (see ``download.py``); ``verify`` checks
+        the complete temporary file before it is committed."""
         return download_to(
-            self._http,
+            self._download_http,
             url,
             fs_url,
             options=self.options,
             provider=self.name,
             storage_options=storage_options,
+            verify=verify,
+            allowed=self._allowed_origins,
         )
 
     def upload_image(self, path: str) -> UploadedFile:
@@ -387,6 +419,7 @@ class ProviderClient:
     def close(self) -> None:
         """Close the pooled sync connections (async transports close with their event loop)."""
         self._http.close()
+        self._download_http.close()
 
     async def aclose(self) -> None:
         """Close the current event loop's async transport now."""

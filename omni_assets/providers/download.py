@@ -6,6 +6,12 @@ final path (a temporary sibling then ``os.replace`` locally, a multipart upload 
 at the end on S3, a temporary sibling then ``fs.mv`` elsewhere), and everything is removed on
 any failure, so the final path either holds the whole video or nothing.
 
+Nothing is committed unverified: the body must match its ``Content-Length`` and stay under the
+size cap (``ClientOptions.max_download_bytes``); an HTML or JSON page is refused as soon as its
+headers arrive; and the caller's ``verify`` hook (the pipeline decodes the whole video) runs on a
+local copy of the complete temporary file before the commit. Every hop is checked before it is
+fetched (http(s) only, at most ``max_redirects`` redirects, no internal address: ``urlguard.py``).
+
 A connection that drops mid-body is resumed with ``Range: bytes=N-`` into the same open file and
 running hash (``If-Range`` guards against the object changing meanwhile); a server that ignores
 the range gets a clean restart. Provider URLs are short-lived (JimmyAI 3 days, APIMart/ToAPIs
@@ -19,17 +25,18 @@ import contextlib
 import hashlib
 import logging
 import re
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import fsspec
 import httpx
 
 from .._crashpoints import crashpoint
 from ..storage.sinks import Sink, open_sink
-from .base import DownloadResult
+from .base import DownloadResult, StagedDownload
 from .errors import (
     DownloadError,
     ProviderError,
@@ -38,6 +45,7 @@ from .errors import (
     UrlExpiredError,
 )
 from .http import ClientOptions, parse_retry_after, transport_error
+from .urlguard import RefusedDestinationError, check_url
 
 __all__ = ["download_to", "safe_url"]
 
@@ -48,6 +56,12 @@ _EXPIRED_STATUSES = (403, 404, 410)
 # Mid-body failures worth a resume: the server answered, then the stream broke.
 _BODY_ERRORS = (httpx.ReadError, httpx.ReadTimeout, httpx.RemoteProtocolError)
 _MAX_RESUMES = 100
+_REDIRECTS = (301, 302, 303, 307, 308)
+# Answers that are a page, not a video: refused before their body is read.
+_NOT_VIDEO_TYPES = ("text/", "application/json", "application/xml", "application/xhtml")
+
+#: Called with the complete temporary file before it is committed; raising discards it.
+Verify = Callable[[StagedDownload], None]
 
 
 def safe_url(url: str) -> str:
@@ -64,27 +78,77 @@ def download_to(
     options: ClientOptions,
     provider: str | None = None,
     storage_options: dict[str, Any] | None = None,
+    verify: Verify | None = None,
+    allowed: Iterable[tuple[str, int]] = (),
 ) -> DownloadResult:
-    """Download ``url`` to ``fs_url`` (local path or any fsspec URL) and return what landed."""
+    """Download ``url`` to ``fs_url`` (local path or any fsspec URL) and return what landed.
+
+    ``verify`` sees the whole file (a local copy) before it is committed; ``allowed`` are the
+    origins that may be internal addresses (the provider's own).
+    """
     started = time.monotonic()
     fs, path = fsspec.core.url_to_fs(fs_url, **(storage_options or {}))
     sink = open_sink(fs, path)
+    spool = _Spool(sink) if verify is not None else None
     try:
-        digest, size = _fetch(client, url, sink, options, provider)
+        digest, size = _fetch(client, url, spool or sink, options, provider, tuple(allowed))
+        if spool is not None and verify is not None:
+            verify(StagedDownload(path=spool.local_path(), sha256=digest, size=size))
         crashpoint("before_commit")
         sink.commit()
     except BaseException:
         sink.discard()
         raise
+    finally:
+        if spool is not None:
+            spool.close()
     return DownloadResult(uri=fs_url, sha256=digest, size=size, seconds=time.monotonic() - started)
+
+
+class _Spool:
+    """The sink, plus a local copy of what was written when the sink keeps none of its own
+    (S3, other fsspec filesystems): what ``verify`` decodes is exactly what will be committed."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._copy = None
+        if sink.local_path is None:
+            self._copy = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by close()
+                prefix="omni-download-", suffix=".mp4"
+            )
+
+    def write(self, data: bytes) -> None:
+        self._sink.write(data)
+        if self._copy is not None:
+            self._copy.write(data)
+
+    def restart(self) -> None:
+        self._sink.restart()
+        if self._copy is not None:
+            self._copy.seek(0)
+            self._copy.truncate()
+
+    def local_path(self) -> str:
+        if self._copy is None:
+            self._sink.flush()
+            assert self._sink.local_path is not None
+            return self._sink.local_path
+        self._copy.flush()
+        return self._copy.name
+
+    def close(self) -> None:
+        if self._copy is not None:
+            with contextlib.suppress(OSError):
+                self._copy.close()
 
 
 def _fetch(
     client: httpx.Client,
     url: str,
-    sink: Sink,
+    sink: Sink | _Spool,
     options: ClientOptions,
     provider: str | None,
+    allowed: tuple[tuple[str, int], ...],
 ) -> tuple[str, int]:
     hasher = hashlib.sha256()
     written = unmarked = 0
@@ -99,7 +163,7 @@ def _fetch(
             if etag and not etag.startswith("W/"):
                 headers["If-Range"] = etag
         try:
-            with _open(client, url, headers, options, provider) as response:
+            with _open(client, url, headers, options, provider, allowed) as response:
                 if written and not _resumes_at(response, written):
                     # Range ignored (200) or answered from elsewhere: start over cleanly.
                     logger.info("download %s: server ignored Range; restarting", safe_url(url))
@@ -108,9 +172,14 @@ def _fetch(
                 if not written:
                     total = _length(response)
                     etag = response.headers.get("etag")
+                    _check_headers(response, total, url, options, provider)
                 # Each piece goes on as it arrives (no re-buffering: the sink batches what its
                 # storage needs), so whatever arrived before a drop is kept.
                 for piece in response.iter_bytes():
+                    if written + len(piece) > options.max_download_bytes:
+                        raise DownloadError(
+                            _too_large(url, options, "the body went past it"), provider=provider
+                        )
                     sink.write(piece)
                     hasher.update(piece)
                     written += len(piece)
@@ -150,6 +219,32 @@ def _fetch(
     return hasher.hexdigest(), written
 
 
+def _check_headers(
+    response: httpx.Response,
+    total: int | None,
+    url: str,
+    options: ClientOptions,
+    provider: str | None,
+) -> None:
+    """Refuse, before reading the body, an answer that says it is too large or not a video."""
+    if total is not None and total > options.max_download_bytes:
+        raise DownloadError(
+            _too_large(url, options, f"Content-Length says {total:,} bytes"), provider=provider
+        )
+    kind = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind.startswith(_NOT_VIDEO_TYPES):
+        raise DownloadError(
+            f"download of {safe_url(url)} answered a {kind} page, not a video", provider=provider
+        )
+
+
+def _too_large(url: str, options: ClientOptions, why: str) -> str:
+    return (
+        f"download of {safe_url(url)} refused: larger than the {options.max_download_bytes:,}-"
+        f"byte limit ({why}; OMNI_MAX_DOWNLOAD_BYTES raises it)"
+    )
+
+
 def _resumes_at(response: httpx.Response, offset: int) -> bool:
     if response.status_code != 206:
         return False
@@ -173,12 +268,13 @@ def _open(
     headers: dict[str, str],
     options: ClientOptions,
     provider: str | None,
+    allowed: tuple[tuple[str, int], ...],
 ) -> Iterator[httpx.Response]:
     """A streaming GET whose headers arrived, connection/5xx failures retried."""
     try:
         for attempt in options.download_retry.context():
             with attempt:
-                response = _send(client, url, headers, options, provider)
+                response = _follow(client, url, headers, options, provider, allowed)
         try:
             yield response
         finally:
@@ -189,6 +285,31 @@ def _open(
             provider=provider,
             status_code=exc.status_code,
         ) from exc
+
+
+def _follow(
+    client: httpx.Client,
+    url: str,
+    headers: dict[str, str],
+    options: ClientOptions,
+    provider: str | None,
+    allowed: tuple[tuple[str, int], ...],
+) -> httpx.Response:
+    """GET ``url``, following at most ``max_redirects`` redirects, each hop checked first."""
+    hop = url
+    for _ in range(options.max_redirects + 1):
+        check_url(hop, allowed=allowed, allow_private=options.allow_private_urls)
+        response = _send(client, hop, headers, options, provider)
+        location = response.headers.get("location")
+        if response.status_code not in _REDIRECTS or not location:
+            return response
+        response.close()
+        hop = urljoin(hop, location)
+    raise RefusedDestinationError(
+        f"download of {safe_url(url)} redirected more than {options.max_redirects} times "
+        f"(last to {safe_url(hop)})",
+        provider=provider,
+    )
 
 
 def _send(
@@ -202,7 +323,7 @@ def _send(
         "GET", url, headers=headers, timeout=options.timeout(options.download_read_timeout)
     )
     try:
-        response = client.send(request, stream=True, follow_redirects=True)
+        response = client.send(request, stream=True, follow_redirects=False)
     except httpx.TransportError as exc:
         raise transport_error(exc, provider=provider or "download", op="download") from exc
     status = response.status_code

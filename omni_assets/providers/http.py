@@ -44,6 +44,7 @@ from .errors import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_DOWNLOAD_BYTES",
     "NOT_CREATED_STATUSES",
     "AsyncTransports",
     "ClientOptions",
@@ -61,6 +62,12 @@ __all__ = [
 ]
 
 Op = Literal["submit", "status", "upload", "download"]
+
+# The largest video a model can make is 10 s of 4k (capabilities.py: no model goes past 10 s or
+# above 4k). Delivery encodes of 4k run at 35-68 Mbit/s (YouTube's upload recommendations for
+# 4k at 30-60 fps); even at 100 Mbit/s, 10 s is 125 MB. Twice that, as a margin, rounded up:
+# 256 MiB. A body past it is refused (a 1 GiB endless stream was once accepted).
+DEFAULT_MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
 
 #: Statuses that say the request was refused before any work: safe to send again.
 NOT_CREATED_STATUSES = frozenset({429, 455, 503})
@@ -163,6 +170,12 @@ class ClientOptions:
     #: (resuming with ``Range``); drops after real progress do not count (100 resumes at most).
     resume_attempts: int = 5
     chunk_size: int = 1024 * 1024
+    #: The largest video body accepted (``OMNI_MAX_DOWNLOAD_BYTES``; see settings.py for why).
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    #: Redirects a download follows at most (each hop is checked: urlguard.py).
+    max_redirects: int = 5
+    #: Fetch videos from loopback/private/link-local addresses too (``OMNI_ALLOW_PRIVATE_URLS``).
+    allow_private_urls: bool = False
     user_agent: str = "omni-assets/0.1 (+httpx)"
 
     def timeout(self, read: float | None = None) -> httpx.Timeout:

@@ -47,6 +47,14 @@ class Sink(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    @property
+    def local_path(self) -> str | None:
+        """A local file holding exactly what was written (after :meth:`flush`), if the sink
+        keeps one (the local disk's temporary file); None for S3 and other filesystems."""
+
+    def flush(self) -> None:
+        """Push what was written so far to ``local_path`` (a no-op elsewhere)."""
+
     def restart(self) -> None:
         """Drop everything written so far and start from byte 0."""
 
@@ -82,6 +90,13 @@ class _LocalSink:
     def write(self, data: bytes) -> None:
         self._fh.write(data)
 
+    @property
+    def local_path(self) -> str | None:
+        return self._tmp
+
+    def flush(self) -> None:
+        self._fh.flush()
+
     def restart(self) -> None:
         self._fh.seek(0)
         self._fh.truncate()
@@ -106,6 +121,11 @@ class _FsspecSink:
 
     def write(self, data: bytes) -> None:
         self._fh.write(data)
+
+    local_path: str | None = None
+
+    def flush(self) -> None:
+        pass
 
     def restart(self) -> None:
         _abandon(self._fh)
@@ -163,6 +183,11 @@ class _S3MultipartSink:
         number = len(self._parts) + len(self._pending) + 1
         future = self._call("upload_part", UploadId=self._upload_id, PartNumber=number, Body=chunk)
         self._pending.append((number, future))
+
+    local_path: str | None = None
+
+    def flush(self) -> None:
+        pass
 
     def write(self, data: bytes) -> None:
         self._buffer += data
