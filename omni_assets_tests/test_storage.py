@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import httpx
 import pytest
 
 import omni_assets.storage as storage_module
+from omni_assets.request import KEY_PATTERN
 from omni_assets.storage import PresignUnsupportedError, VideoStorage
 
 from .servers import SeaweedS3, require_system, weed_binary
@@ -33,6 +35,9 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> VideoStorage:
         return VideoStorage(str(tmp_path / "store"))
     server: SeaweedS3 = request.getfixturevalue("s3_server")
     return VideoStorage(server.url(f"t-{uuid.uuid4().hex[:12]}/omni"), server.storage_options)
+
+
+KEY_RE = re.compile(KEY_PATTERN)
 
 
 def partials(storage: VideoStorage) -> list[str]:
@@ -53,7 +58,26 @@ def test_layout_and_uris(storage: VideoStorage) -> None:
     else:
         assert uri.startswith("s3://omni-test/t-") and uri.endswith("/omni/videos/cat-1.mp4")
     temp = storage.temp_path_for(storage.video_path("cat-1"))
-    assert temp.startswith(f"{root}/videos/cat-1.mp4.partial-")
+    assert temp.startswith(f"{root}/videos/.partial-cat-1.mp4~")
+
+
+def test_no_temporary_name_is_another_keys_name(tmp_path: Path) -> None:
+    """Issue 12 finding 16: ``boat``'s temporary files were ``boat.mp4.partial-*``, which is
+    also the final name of a request with the id ``boat.mp4.partial-victim``: boat's clean-up
+    deleted that request's paid video and sidecar."""
+    storage = VideoStorage(str(tmp_path / "store"))
+    victim = "boat.mp4.partial-victim"
+    storage.write_bytes_atomic(storage.video_path(victim), b"the victim's paid video")
+    storage.write_json_atomic(storage.sidecar_path(victim), {"key": victim})
+    leftover = storage.temp_path_for(storage.video_path("boat"))
+    storage.fs.pipe_file(leftover, b"an interrupted download of boat")
+    assert not KEY_RE.match(leftover.rsplit("/", 1)[-1].removesuffix(".mp4"))
+    assert storage.remove_partials(storage.video_path("boat")) == [leftover]
+    assert storage.read_bytes(storage.video_path(victim)) == b"the victim's paid video"
+    assert storage.read_json(storage.sidecar_path(victim)) == {"key": victim}
+    # Old-file clean-up judges names the same way: a key may contain ".partial-".
+    assert storage.cleanup_partials(0, now=time.time() + 10) == []
+    assert storage.exists(storage.video_path(victim))
 
 
 @pytest.mark.parametrize("bad", ["../etc/passwd", "a/b", "", "-x", "a" * 81])

@@ -7,9 +7,10 @@ Layout under the root URL::
     lineage/...                 lineage graph data
 
 Every write is atomic, through the one writer in :mod:`omni_assets.storage.sinks`: locally the
-bytes go to a temporary sibling ``<name>.partial-<uuid>`` moved onto the final name, on S3 an
-upload that appears only once complete. A reader never sees half a video or half a sidecar; a
-crash leaves at most a ``.partial-`` file, which ``cleanup_partials`` removes.
+bytes go to a temporary sibling ``.partial-<name>~<uuid>`` (a name no key can have) moved onto
+the final name, on S3 an upload that appears only once complete. A reader never sees half a
+video or half a sidecar; a crash leaves at most a ``.partial-`` file, which ``cleanup_partials``
+removes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from ..request import KEY_PATTERN
-from .sinks import PARTIAL_MARKER, Sink, open_sink, temp_path
+from .sinks import PARTIAL_MARKER, Sink, open_sink, temp_glob, temp_path
 
 __all__ = ["MAX_PRESIGN_S3_SECONDS", "PARTIAL_MARKER", "PresignUnsupportedError", "VideoStorage"]
 
@@ -112,7 +113,7 @@ class VideoStorage:
         return f"{self._root}/lineage/{_check_suffix(name, 'lineage file name')}"
 
     def temp_path_for(self, final_path: str) -> str:
-        """A fresh temporary sibling of ``final_path`` (``<name>.partial-<uuid>``)."""
+        """A fresh temporary sibling of ``final_path`` (``.partial-<name>~<uuid>``)."""
         return temp_path(final_path)
 
     def uri(self, path: str) -> str:
@@ -200,12 +201,12 @@ class VideoStorage:
         return moved
 
     def remove_partials(self, path: str) -> list[str]:
-        """Remove the temporary files left for ``path`` (``<path>.partial-*``); returns them.
+        """Remove the temporary files left for ``path`` (``.partial-<name>~*``); returns them.
 
         What a killed download or write leaves behind. Only for a caller that owns ``path``
         right now (a claimed video): another writer's temporary file would go too.
         """
-        found = [str(p) for p in self._fs.glob(f"{path}{PARTIAL_MARKER}*")]
+        found = [str(p) for p in self._fs.glob(temp_glob(path))]
         for leftover in found:
             with suppress(FileNotFoundError):
                 self._fs.rm_file(leftover)
@@ -224,7 +225,8 @@ class VideoStorage:
                 continue
             for path in self._fs.find(folder):
                 name = path.rsplit("/", 1)[-1]
-                if PARTIAL_MARKER in name and self._fs.modified(path).timestamp() < cutoff:
+                # A temporary name starts with the marker; a key never does (it may contain it).
+                if name.startswith(PARTIAL_MARKER) and self._fs.modified(path).timestamp() < cutoff:
                     self._fs.rm_file(path)
                     removed.append(path)
         return removed

@@ -3,7 +3,7 @@
 Every write to storage goes through a :class:`Sink` (downloads stream into one, and
 :meth:`omni_assets.storage.VideoStorage.open_atomic` wraps one for sidecars, sources and lineage):
 
-* **Local disk**: a temporary sibling ``<name>.partial-<uuid>``, flushed to disk (``fsync``), then
+* **Local disk**: a temporary sibling ``.partial-<name>~<uuid>``, flushed to disk (``fsync``), then
   ``os.replace``.
 * **S3** (s3fs): a multipart upload straight to the final key. S3 shows nothing at a key until
   its upload is completed, and an aborted upload leaves nothing, so no temporary object and no
@@ -31,10 +31,19 @@ from typing import Any, Protocol
 
 from fsspec.implementations.local import LocalFileSystem
 
-__all__ = ["PARTIAL_MARKER", "PARTS_IN_FLIGHT", "PART_SIZE", "Sink", "open_sink", "temp_path"]
+__all__ = [
+    "PARTIAL_MARKER",
+    "PARTS_IN_FLIGHT",
+    "PART_SIZE",
+    "Sink",
+    "open_sink",
+    "temp_glob",
+    "temp_path",
+]
 
-#: What names a temporary sibling: ``<name>.partial-<uuid>``.
+#: What names a temporary sibling: ``.partial-<name>~<uuid>``.
 PARTIAL_MARKER = ".partial-"
+_TEMP_SEPARATOR = "~"  # never in a key, an extension or a lineage file name
 
 # S3's minimum part (but the last); 10,000 parts at most, so objects up to ~48 GiB. Each part in
 # flight is held about twice (ours, and the socket's send buffer): ~45 MB peak in all.
@@ -77,8 +86,20 @@ def open_sink(
 
 
 def temp_path(path: str) -> str:
-    """A fresh temporary sibling of ``path``: ``<path>.partial-<uuid>``."""
-    return f"{path}{PARTIAL_MARKER}{uuid.uuid4().hex}"
+    """A fresh temporary sibling of ``path``: ``<dir>/.partial-<name>~<uuid>``.
+
+    Outside every final name: a key starts with a letter or digit and never holds ``~``
+    (``KEY_PATTERN``), so no request's video or sidecar can ever be called like another one's
+    temporary file, and :func:`temp_glob` finds exactly ``path``'s own.
+    """
+    folder, slash, name = path.rpartition("/")
+    return f"{folder}{slash}{PARTIAL_MARKER}{name}{_TEMP_SEPARATOR}{uuid.uuid4().hex}"
+
+
+def temp_glob(path: str) -> str:
+    """The glob matching every temporary file of ``path`` and nothing else."""
+    folder, slash, name = path.rpartition("/")
+    return f"{folder}{slash}{PARTIAL_MARKER}{name}{_TEMP_SEPARATOR}*"
 
 
 class _LocalSink:
