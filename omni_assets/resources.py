@@ -20,7 +20,7 @@ from .emulator.process import ensure_emulator
 from .pipeline.budget import SpendPolicy, parse_budget
 from .pipeline.runtime import OmniRuntime
 from .pipeline.submit import SubmitLimits
-from .providers import get_provider
+from .providers import ClientOptions, get_provider
 from .providers.base import Provider
 from .providers.polling import DEFAULT_DEADLINE_S, DEFAULT_POLL_INTERVAL_S, PollPolicy
 from .providers.prices import load_prices
@@ -74,6 +74,15 @@ class ProviderResource(ConfigurableResource, ProviderSettings):  # type: ignore[
         default=False,
         description="Requests that name no provider go to this one (overrides OMNI_PROVIDER).",
     )
+    max_download_bytes: int | None = Field(
+        default=None,
+        description="The largest video body accepted; default OMNI_MAX_DOWNLOAD_BYTES (256 MiB).",
+    )
+    allow_private_urls: bool | None = Field(
+        default=None,
+        description="Download videos from loopback/private addresses other than the provider's "
+        "own host; default OMNI_ALLOW_PRIVATE_URLS (refused).",
+    )
 
     _client: Provider | None = PrivateAttr(default=None)
 
@@ -82,12 +91,20 @@ class ProviderResource(ConfigurableResource, ProviderSettings):  # type: ignore[
         if self._client is None:
             if self.emulator_url:
                 ensure_emulator(self.emulator_url)
+            settings = Settings.from_env()
+            options = ClientOptions(
+                max_download_bytes=self.max_download_bytes or settings.max_download_bytes,
+                allow_private_urls=settings.allow_private_urls
+                if self.allow_private_urls is None
+                else self.allow_private_urls,
+            )
             self._client = get_provider(
                 self.provider_name,
                 api_key=_resolved(self.api_key) or "",
                 base_url=_resolved(self.base_url),
                 model=self.model,
                 timeout=self.timeout_s,
+                options=options,
             )
         return self._client
 

@@ -11,6 +11,10 @@
 ``OMNI_REQUESTS_SENSOR_INTERVAL_S`` minimum seconds between requests sensor ticks (default 30).
 ``OMNI_PRICES``       a YAML/JSON price file overriding the shipped prices (docs/prices.md).
 ``OMNI_BUDGET``       spending limits: per day, per run, per tag value (docs/prices.md).
+``OMNI_MAX_DOWNLOAD_BYTES`` the largest video body accepted (default 268435456, 256 MiB: ten
+                      seconds of 4k, the largest video any model makes, at 100 Mbit/s, twice).
+``OMNI_ALLOW_PRIVATE_URLS`` ``1`` to download videos from loopback/private/link-local addresses
+                      other than the provider's own host (default: refused, docs/reliability.md).
 ``<PROVIDER>_API_KEY`` / ``<PROVIDER>_BASE_URL`` per provider, e.g. ``APIMART_API_KEY``.
 """
 
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .providers.capabilities import PROVIDER_NAMES
+from .providers.http import DEFAULT_MAX_DOWNLOAD_BYTES
 
 __all__ = ["EMULATOR", "EMULATOR_API_KEY", "Settings"]
 
@@ -41,6 +46,8 @@ class Settings:
     requests_sensor_interval_s: int = 30
     prices_path: str | None = None
     budget: str | None = None
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    allow_private_urls: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -66,6 +73,8 @@ class Settings:
             requests_sensor_interval_s=int(os.environ.get("OMNI_REQUESTS_SENSOR_INTERVAL_S", "30")),
             prices_path=os.environ.get("OMNI_PRICES") or None,
             budget=os.environ.get("OMNI_BUDGET") or None,
+            max_download_bytes=_positive_int("OMNI_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_DOWNLOAD_BYTES),
+            allow_private_urls=_flag("OMNI_ALLOW_PRIVATE_URLS"),
         )
 
     @property
@@ -83,3 +92,21 @@ class Settings:
             return PROVIDER_NAMES
         found = tuple(p for p in PROVIDER_NAMES if os.environ.get(f"{p.upper()}_API_KEY"))
         return found if self.provider in found else (*found, self.provider)
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip().replace("_", "")
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ValueError(f"{name}={raw!r} is not a positive whole number (bytes)")
+    return int(raw)
+
+
+def _flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name}={raw!r} is not a yes/no value; allowed: 1, 0, true, false")

@@ -1,9 +1,12 @@
 """Materialize a finished task: download, verify, write the sidecar, record the outcome.
 
-The mp4 is streamed from the provider into storage (a temporary key, committed only when whole);
-if the provider's URL has expired the task is queried again for a fresh one. The file is verified
-(sha256 and size from the stream, duration/resolution/codec from a PyAV probe) before its sidecar
-is written. Re-running on a key already materialized with the same content downloads nothing.
+The mp4 is streamed from the provider into storage (a temporary file, committed only when whole);
+if the provider's URL has expired the task is queried again for a fresh one. The temporary file
+is verified before it takes its final name (sha256 and size from the stream, and a PyAV decode of
+the whole video stream: an HTML page or a cut-short file never reaches ``videos/{key}.mp4``), and
+its sidecar is written to a temporary file of its own before the video is committed: the video
+and its sidecar are committed as one unit (a failed sidecar commit removes the video again).
+Re-running on a key already materialized with the same content downloads nothing.
 """
 
 from __future__ import annotations
@@ -13,17 +16,21 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import fsspec
+
 from .._crashpoints import crashpoint
-from ..providers.base import Provider
+from ..providers.base import DownloadResult, Provider, StagedDownload
 from ..providers.errors import DownloadError, UrlExpiredError
 from ..registry import Record, Registry
 from ..storage import VideoStorage
+from ..storage.sinks import Sink
 from .chain import chain_fields
 from .media import VideoProbe, probe_video
 
 __all__ = ["MaterializedVideo", "commit_materialized", "materialize_record"]
 
 log = logging.getLogger("omni_assets.pipeline.materialize")
+_LOCAL = fsspec.filesystem("file")  # the verified temporary copy is always a local file
 
 
 @dataclass(frozen=True)
@@ -78,21 +85,48 @@ def materialize_record(
         old = storage.read_json(sidecar_path)
         storage.archive_video(record.key, str(old.get("fingerprint", "old"))[:12])
     started = time.monotonic()
+    staged: list[tuple[VideoProbe, dict[str, Any], Sink]] = []
+
+    def verify(download: StagedDownload) -> None:
+        """On the temporary file, before its commit: it plays whole, and its sidecar is staged."""
+        elapsed = time.monotonic() - started
+        probe = probe_video(_LOCAL, download.path)  # InvalidVideoError: nothing is committed
+        uri = storage.uri(path)
+        sidecar = build_sidecar(record, uri, download.sha256, download.size, probe, elapsed)
+        sidecar.update(chain_fields(registry.get, record))  # parent, chain_root/depth, refresh_of
+        # Written now (a full disk fails here, before the video is committed), committed after.
+        staged.append((probe, sidecar, storage.stage_json(sidecar_path, sidecar)))
+
+    def fetch(url: str) -> DownloadResult:
+        try:
+            return provider.download(
+                url, storage.uri(path), verify=verify, **storage.storage_options
+            )
+        except BaseException:
+            for _, _, sink in staged:
+                sink.discard()
+            staged.clear()
+            raise
+
     url = record.video_url
     if not url:
         url = _fresh_url(registry, provider, record)
     try:
-        result = provider.download(url, storage.uri(path), **storage.storage_options)
+        result = fetch(url)
     except UrlExpiredError:
         log.info("URL for %s expired; asking %s for a fresh one", record.key, provider.name)
         url = _fresh_url(registry, provider, record)
-        result = provider.download(url, storage.uri(path), **storage.storage_options)
+        result = fetch(url)
     download_s = time.monotonic() - started
-    probe = probe_video(storage.fs, path)
-    sidecar = build_sidecar(record, result.uri, result.sha256, result.size, probe, download_s)
-    sidecar.update(chain_fields(registry.get, record))  # parent, chain_root/depth, refresh_of
+    probe, sidecar, sidecar_sink = staged[-1]
     crashpoint("before_sidecar")
-    storage.write_json_atomic(sidecar_path, sidecar)
+    try:
+        sidecar_sink.commit()
+    except BaseException:
+        # The video and its sidecar are one unit: never a video without its sidecar.
+        sidecar_sink.discard()
+        storage.remove(path)
+        raise
     for leftover in storage.remove_partials(path) + storage.remove_partials(sidecar_path):
         log.info("removed %s, left by an interrupted earlier attempt", leftover)
     crashpoint("before_record")

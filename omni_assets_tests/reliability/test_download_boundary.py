@@ -172,3 +172,29 @@ def test_the_providers_own_host_and_allowed_private_urls_are_fetched(
     allowed = _client(hostile, allow_private_urls=True)
     _download(allowed, f"{internal.url}/video", tmp_path / "allowed.mp4")
     assert (tmp_path / "allowed.mp4").read_bytes() == video
+
+
+def test_the_limits_are_settings_and_resource_fields(
+    hostile: HostileServer, internal: HostileServer, video: bytes, tmp_path: Path
+) -> None:
+    from omni_assets.resources import APIMartResource
+
+    from ..pipeline_env import temporary_env
+
+    base = f"{hostile.url}/v1"
+    with temporary_env(OMNI_MAX_DOWNLOAD_BYTES="1048576", OMNI_ALLOW_PRIVATE_URLS="1"):
+        from_env = APIMartResource(api_key="k", base_url=base).get_client()
+        assert isinstance(from_env, ProviderClient)
+        assert from_env.options.max_download_bytes == MiB
+        assert from_env.options.allow_private_urls
+        fields = APIMartResource(
+            api_key="k", base_url=base, max_download_bytes=5 * MiB, allow_private_urls=False
+        ).get_client()
+        assert isinstance(fields, ProviderClient)
+        assert fields.options.max_download_bytes == 5 * MiB  # the field wins
+    internal.route("GET", "/video", lambda r: r.send(video))
+    with pytest.raises(RefusedDestinationError):
+        _download(fields, f"{internal.url}/video", tmp_path / "v.mp4")
+    _download(from_env, f"{internal.url}/video", tmp_path / "v.mp4")
+    with temporary_env(OMNI_MAX_DOWNLOAD_BYTES="lots"), pytest.raises(ValueError, match="OMNI_MAX"):
+        APIMartResource(api_key="k", base_url=base).get_client()
