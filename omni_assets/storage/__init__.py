@@ -164,8 +164,25 @@ class VideoStorage:
 
     def write_json_atomic(self, path: str, obj: Any) -> str:
         """Write ``obj`` as indented, key-sorted UTF-8 JSON, atomically; returns ``uri(path)``."""
-        text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
-        return self.write_bytes_atomic(path, (text + "\n").encode())
+        return self.write_bytes_atomic(path, _json_bytes(obj))
+
+    def stage_json(self, path: str, obj: Any) -> Sink:
+        """``obj`` (as :meth:`write_json_atomic` writes it) in ``path``'s temporary file, not yet
+        visible: the caller ``commit()``s or ``discard()``s the sink. A full disk fails here,
+        before anything is committed, so a video and its sidecar can be committed together."""
+        sink = open_sink(self._fs, path)
+        try:
+            sink.write(_json_bytes(obj))
+            sink.flush()
+        except BaseException:
+            sink.discard()
+            raise
+        return sink
+
+    def remove(self, path: str) -> None:
+        """Delete ``path`` if it exists."""
+        with suppress(FileNotFoundError):
+            self._fs.rm_file(path)
 
     def ingest_source(self, local_path: str) -> tuple[str, str]:
         """Copy a local file to ``sources/{sha256}.{ext}`` (streamed, once); (sha256, path)."""
@@ -270,6 +287,11 @@ def _check_suffix(value: str, what: str) -> str:
     if not _SUFFIX_RE.match(value) or ".." in value:
         raise ValueError(f"{value!r} is not a valid {what}: use letters, digits, '.', '_', '-'")
     return value
+
+
+def _json_bytes(obj: Any) -> bytes:
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode()
 
 
 def _sha256_file(path: str) -> str:
