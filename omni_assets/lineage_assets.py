@@ -95,14 +95,18 @@ def build_lineage_asset() -> AssetsDefinition:
     return omni_lineage
 
 
-def lineage_sensor() -> AutomationConditionSensorDefinition:
+def lineage_sensor(
+    *,
+    name: str = "omni_lineage_sensor",
+    default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
+) -> AutomationConditionSensorDefinition:
     """Evaluates ``omni_lineage``'s automation condition (running by default, every 60 s)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BetaWarning)  # its `owners` parameter, which we don't use
         return AutomationConditionSensorDefinition(
-            "omni_lineage_sensor",
+            name,
             target=[LINEAGE_ASSET_KEY],
-            default_status=DefaultSensorStatus.RUNNING,
+            default_status=default_status,
             minimum_interval_seconds=60,
             description="Rebuilds omni_lineage after videos or source images were materialized.",
         )

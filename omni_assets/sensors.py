@@ -2,16 +2,18 @@
 
 ``omni_requests_sensor`` reads the requests file, registers valid requests as dynamic partitions
 and reports invalid ones in its tick log. ``omni_poll_sensor`` polls every in-flight task within
-a budget well under the 60 s tick limit, records failures on their partitions, launches
-``omni_materialize`` runs (per provider, up to 50 videos each) for everything that finished,
-and launches ``omni_submit`` when requests are waiting and no submit run is active. Cursors stay
-tiny; state lives in the registry.
+a budget 20 s under the sensor tick timeout (:func:`tick_budget_s`), records failures on their
+partitions, launches ``omni_materialize`` runs (per provider, up to 50 videos each) for
+everything that finished, and launches ``omni_submit`` when requests are waiting and no submit
+run is active. Cursors stay tiny; state lives in the registry. The builders take a ``name`` and
+a ``default_status``, as dagster-fivetran's do.
 """
 
 import hashlib
+import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +45,16 @@ from .settings import Settings
 __all__ = [
     "MAX_VIDEOS_PER_RUN",
     "MAX_VIDEOS_PER_TICK",
-    "TICK_BUDGET_S",
     "build_poll_sensor",
     "build_requests_sensor",
     "register_requests",
+    "tick_budget_s",
 ]
 
-# The tick limit is 60 s (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS); keep ~20 s of margin.
-TICK_BUDGET_S = 40.0
+#: Dagster's limit on one sensor tick when no environment variable sets another.
+DEFAULT_TICK_TIMEOUT_S = 60.0
+# What a tick does after polling (claims, run requests, logs) and the gRPC round trip.
+TICK_MARGIN_S = 20.0
 MAX_VIDEOS_PER_RUN = 50
 MAX_VIDEOS_PER_TICK = 200
 PROGRESS_KEYS = 20  # tasks named in the tick log's progress line; the rest are counted
@@ -65,6 +69,20 @@ _ACTIVE = [
     DagsterRunStatus.STARTING,
     DagsterRunStatus.STARTED,
 ]
+
+
+def tick_budget_s(environ: Mapping[str, str] = os.environ) -> float:
+    """Seconds a poll tick may spend polling: the sensor tick timeout less ``TICK_MARGIN_S``.
+
+    The timeout is Dagster's own: ``DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS``, else
+    ``DAGSTER_GRPC_TIMEOUT_SECONDS``, else 60 s. A short timeout keeps at least half for polling.
+    """
+    timeout = DEFAULT_TICK_TIMEOUT_S
+    for name in ("DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS", "DAGSTER_GRPC_TIMEOUT_SECONDS"):
+        if environ.get(name):
+            timeout = float(environ[name])
+            break
+    return max(timeout / 2, timeout - TICK_MARGIN_S)
 
 
 def register_requests(
@@ -105,12 +123,17 @@ def build_requests_sensor(
     requests_path: str | None = None,
     *,
     minimum_interval_seconds: int = 30,
+    name: str = "omni_requests_sensor",
+    default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
 ) -> SensorDefinition:
+    """The sensor that registers the requests file's valid requests as ``omni_video`` partitions
+    (and launches ``omni_submit`` when some are new)."""
+
     @sensor(
-        name="omni_requests_sensor",
+        name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         required_resource_keys={"omni_storage", "omni_registry", *provider_keys},
-        default_status=DefaultSensorStatus.RUNNING,
+        default_status=default_status,
         job=submit_job,
         description="Registers the requests file's valid requests as omni_video partitions.",
     )
@@ -157,12 +180,16 @@ def build_poll_sensor(
     materialize_job: JobDefinition,
     *,
     minimum_interval_seconds: int = 15,
+    name: str = "omni_poll_sensor",
+    default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
 ) -> SensorDefinition:
+    """The sensor that polls in-flight tasks and launches materialize (and submit) runs."""
+
     @sensor(
-        name="omni_poll_sensor",
+        name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         required_resource_keys={"omni_storage", "omni_registry", *provider_keys},
-        default_status=DefaultSensorStatus.RUNNING,
+        default_status=default_status,
         jobs=[submit_job, materialize_job],
         description="Polls in-flight tasks; batched materialize runs for finished ones.",
     )
@@ -180,7 +207,7 @@ def poll_tick(context: SensorEvaluationContext, runtime: OmniRuntime) -> SensorR
     registry = runtime.registry
     _recover_stale(context, runtime)
     report = poll_in_flight(
-        registry, runtime.providers, policies=runtime.policies, budget_s=TICK_BUDGET_S
+        registry, runtime.providers, policies=runtime.policies, budget_s=tick_budget_s()
     )
     if report.progress:
         # One line per tick, whatever the number of tasks: the first few by name, then a count.
