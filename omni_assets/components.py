@@ -59,7 +59,8 @@ class OmniProviderConfig(dg.Model, ProviderSettings):
 
     api_key_env: str | None = Field(
         default=None,
-        description="Environment variable holding the API key (default <PROVIDER>_API_KEY).",
+        description="Environment variable holding the API key (default <PROVIDER>_API_KEY; "
+        "google: GEMINI_API_KEY, else GOOGLE_API_KEY).",
     )
 
 
@@ -111,7 +112,7 @@ class _OmniScaffolder(Scaffolder[Any]):
 
 @scaffold_with(_OmniScaffolder)
 class OmniVideoComponent(dg.Component, dg.Resolvable, dg.Model):
-    """Gemini Omni videos (JimmyAI, APIMart, ToAPIs, CRUN) as a partitioned ``omni_video`` asset.
+    """Gemini Omni videos (JimmyAI, APIMart, ToAPIs, CRUN, Google) as a partitioned asset.
 
     Declares the providers (keys from the environment), storage, the requests file, the poll
     interval and an optional refresh schedule; builds the same definitions as
@@ -119,7 +120,7 @@ class OmniVideoComponent(dg.Component, dg.Resolvable, dg.Model):
     """
 
     providers: dict[str, OmniProviderConfig] = Field(
-        description="Providers to use, by name: jimmyai, apimart, toapis, crun."
+        description="Providers to use, by name: jimmyai, apimart, toapis, crun, google."
     )
     default_provider: str | None = Field(
         default=None,

@@ -85,6 +85,8 @@ def _extension(chain: Mapping[str, Any], record: Record) -> str:
     how = str(chain.get("extended_via"))
     if how == "task_id":
         return f"task_id (parent task {chain.get('parent_task_id')})"
+    if how == "previous_interaction_id":
+        return f"previous_interaction_id (parent interaction {chain.get('parent_task_id')})"
     video = (record.sources or {}).get("video") or {}
     if video.get("via") == "presign":
         return f"{how} (a presigned link to the stored parent video)"

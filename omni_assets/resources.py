@@ -22,6 +22,8 @@ from .pipeline.runtime import OmniRuntime
 from .pipeline.submit import SubmitLimits
 from .providers import ClientOptions, get_provider
 from .providers.base import Provider
+from .providers.env import BASE_URL_ENV
+from .providers.env import api_key_env as default_key_env
 from .providers.polling import DEFAULT_DEADLINE_S, DEFAULT_POLL_INTERVAL_S, PollPolicy
 from .providers.prices import load_prices
 from .registry import Registry, default_registry_url
@@ -31,6 +33,7 @@ from .storage import VideoStorage
 __all__ = [
     "APIMartResource",
     "CRUNResource",
+    "GoogleResource",
     "JimmyAIResource",
     "OmniRegistryResource",
     "OmniStorageResource",
@@ -105,8 +108,13 @@ class ProviderResource(ConfigurableResource, ProviderSettings):  # type: ignore[
                 model=self.model,
                 timeout=self.timeout_s,
                 options=options,
+                **self.client_options(),
             )
         return self._client
+
+    def client_options(self) -> dict[str, Any]:
+        """Provider-specific keyword arguments for the client (none by default)."""
+        return {}
 
     @property
     def limits(self) -> SubmitLimits:
@@ -152,9 +160,25 @@ class CRUNResource(ProviderResource):
     provider_name: ClassVar[str] = "crun"
 
 
+class GoogleResource(ProviderResource):
+    """Google's Gemini API (``gemini-omni-flash-preview`` and its GA successors) over the
+    Interactions API; key from ``GEMINI_API_KEY`` (or ``GOOGLE_API_KEY``)."""
+
+    provider_name: ClassVar[str] = "google"
+
+    video_delivery: str = Field(
+        default="inline",
+        description="How Google hands the video over: inline (base64 in the interaction, "
+        "Google's default) or uri (a file URI, downloaded like any video).",
+    )
+
+    def client_options(self) -> dict[str, Any]:
+        return {"delivery": self.video_delivery}
+
+
 PROVIDER_RESOURCES: dict[str, type[ProviderResource]] = {
     cls.provider_name: cls
-    for cls in (JimmyAIResource, APIMartResource, ToAPIsResource, CRUNResource)
+    for cls in (JimmyAIResource, APIMartResource, ToAPIsResource, CRUNResource, GoogleResource)
 }
 
 
@@ -165,7 +189,8 @@ def provider_resource(
 
     With ``emulator_url`` it talks to the built-in emulator there (started in the background
     the first time a client is needed; no key is read, ``base_url`` is the emulator's); else
-    its key comes from the environment variable ``api_key_env`` (default ``<NAME>_API_KEY``)
+    its key comes from the environment variable ``api_key_env`` (default ``<NAME>_API_KEY``;
+    Google: ``GEMINI_API_KEY``, else ``GOOGLE_API_KEY``)
     through ``dagster.EnvVar``. ``fields`` are :class:`ProviderSettings` fields and
     ``is_default``.
     """
@@ -174,7 +199,7 @@ def provider_resource(
         url = emulator_url.rstrip("/")
         fields["base_url"] = f"{url}/{name}"
         return cls(api_key=EMULATOR_API_KEY, emulator_url=url, **fields)
-    return cls(api_key=EnvVar(api_key_env or f"{name.upper()}_API_KEY"), **fields)
+    return cls(api_key=EnvVar(api_key_env or default_key_env(name)), **fields)
 
 
 def provider_resources(settings: Settings) -> dict[str, ProviderResource]:
@@ -186,14 +211,17 @@ def provider_resources(settings: Settings) -> dict[str, ProviderResource]:
     """
     out: dict[str, ProviderResource] = {}
     for name in settings.configured_providers():
+        extra: dict[str, Any] = {}
+        if name == "google":
+            extra["video_delivery"] = settings.google_video_delivery
         if settings.emulated:
             out[name] = provider_resource(
-                name, emulator_url=settings.emulator_url, poll_interval_s=1.0
+                name, emulator_url=settings.emulator_url, poll_interval_s=1.0, **extra
             )
         else:
-            base_url = f"{name.upper()}_BASE_URL"
+            base_url = BASE_URL_ENV[name]
             out[name] = provider_resource(
-                name, base_url=EnvVar(base_url) if os.environ.get(base_url) else None
+                name, base_url=EnvVar(base_url) if os.environ.get(base_url) else None, **extra
             )
     return out
 

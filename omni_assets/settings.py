@@ -1,7 +1,8 @@
 """Settings read from the environment (the interface other tools rely on; see design.md).
 
 ``OMNI_PROVIDER``     default provider: ``emulator`` (default), ``jimmyai``, ``apimart``,
-                      ``toapis``, ``crun``. ``emulator``: every provider on the built-in emulator.
+                      ``toapis``, ``crun``, ``google``. ``emulator``: every provider on the
+                      built-in emulator.
 ``OMNI_STORAGE_URL``  fsspec URL of the storage root (default ``./.omni/storage``).
 ``OMNI_REQUESTS``     requests file (YAML or JSONL).
 ``OMNI_REGISTRY_URL`` task registry database (default: SQLite under ``$DAGSTER_HOME``).
@@ -15,7 +16,10 @@
                       seconds of 4k, the largest video any model makes, at 100 Mbit/s, twice).
 ``OMNI_ALLOW_PRIVATE_URLS`` ``1`` to download videos from loopback/private/link-local addresses
                       other than the provider's own host (default: refused, docs/reliability.md).
-``<PROVIDER>_API_KEY`` / ``<PROVIDER>_BASE_URL`` per provider, e.g. ``APIMART_API_KEY``.
+``GOOGLE_VIDEO_DELIVERY`` ``inline`` (default: base64 inside the interaction) or ``uri``.
+``<PROVIDER>_API_KEY`` / ``<PROVIDER>_BASE_URL`` per provider, e.g. ``APIMART_API_KEY``; Google's
+                      key is ``GEMINI_API_KEY`` (or ``GOOGLE_API_KEY``), its URL
+                      ``GOOGLE_BASE_URL``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 
 from .providers.capabilities import PROVIDER_NAMES
 from .providers.http import DEFAULT_MAX_DOWNLOAD_BYTES
+from .providers.env import api_key_env
 
 __all__ = ["EMULATOR", "EMULATOR_API_KEY", "Settings"]
 
@@ -48,6 +53,7 @@ class Settings:
     budget: str | None = None
     max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
     allow_private_urls: bool = False
+    google_video_delivery: str = "inline"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,6 +69,11 @@ class Settings:
                 f"OMNI_EMULATOR_DIALECT={dialect!r} is not known; "
                 f"allowed: {', '.join(PROVIDER_NAMES)}"
             )
+        delivery = os.environ.get("GOOGLE_VIDEO_DELIVERY", "inline").strip().lower() or "inline"
+        if delivery not in ("inline", "uri"):
+            raise ValueError(
+                f"GOOGLE_VIDEO_DELIVERY={delivery!r} is not known; allowed: inline, uri"
+            )
         return cls(
             provider=provider,
             storage_url=os.environ.get("OMNI_STORAGE_URL") or str(Path(".omni/storage").absolute()),
@@ -75,6 +86,7 @@ class Settings:
             budget=os.environ.get("OMNI_BUDGET") or None,
             max_download_bytes=_positive_int("OMNI_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_DOWNLOAD_BYTES),
             allow_private_urls=_flag("OMNI_ALLOW_PRIVATE_URLS"),
+            google_video_delivery=delivery,
         )
 
     @property
@@ -90,7 +102,7 @@ class Settings:
         """Providers usable here: all four in emulator mode, else those with a key in the env."""
         if self.emulated:
             return PROVIDER_NAMES
-        found = tuple(p for p in PROVIDER_NAMES if os.environ.get(f"{p.upper()}_API_KEY"))
+        found = tuple(p for p in PROVIDER_NAMES if os.environ.get(api_key_env(p)))
         return found if self.provider in found else (*found, self.provider)
 
 

@@ -13,6 +13,7 @@ from omni_assets.providers import (
     PROVIDERS,
     APIMartClient,
     CRUNClient,
+    GoogleClient,
     JimmyAIClient,
     Provider,
     TaskRef,
@@ -25,7 +26,8 @@ from .test_providers_support import KEY, client_for, js
 
 PUBLIC = {
     "CAPABILITIES", "DEFAULT_MODELS", "PROVIDERS", "PROVIDER_NAMES", "APIMartClient",
-    "CRUNClient", "ClientOptions", "DownloadResult", "JimmyAIClient", "ModelCapabilities",
+    "CRUNClient", "ClientOptions", "DownloadResult", "GoogleClient", "JimmyAIClient",
+    "ModelCapabilities",
     "Provider", "ProviderClient", "RetryPolicy", "TaskRef", "TaskState", "TaskStatus",
     "ToAPIsClient", "UploadedFile", "derive_idempotency_key", "get_provider", "validate", "wait",
 }  # fmt: skip
@@ -39,8 +41,9 @@ def test_public_api_is_what_it_should_be() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["apimart", "base", "capabilities", "client", "crun", "download", "errors", "http",
-     "inputs", "jimmyai", "probe", "toapis", "validation", "wait"],
+    ["apimart", "base", "capabilities", "client", "crun", "download", "errors", "google",
+     "google_http", "google_inline", "google_prices", "http", "inputs", "jimmyai", "jsonskim",
+     "probe", "toapis", "validation", "wait"],
 )  # fmt: skip
 def test_every_module_declares_all_and_never_imports_dagster(module: str) -> None:
     mod = importlib.import_module(f"omni_assets.providers.{module}")
@@ -54,7 +57,7 @@ def test_every_module_declares_all_and_never_imports_dagster(module: str) -> Non
 def test_registry() -> None:
     assert dict(PROVIDERS) == {
         "jimmyai": JimmyAIClient, "apimart": APIMartClient, "toapis": ToAPIsClient,
-        "crun": CRUNClient,
+        "crun": CRUNClient, "google": GoogleClient,
     }  # fmt: skip
     client = get_provider("APIMART", api_key=KEY, model="Omni-Flash-Ext", timeout=7)
     assert isinstance(client, APIMartClient) and isinstance(client, Provider)

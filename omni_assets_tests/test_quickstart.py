@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from omni_assets.providers.base import api_key_env
+
 from .pipeline_env import DEMO_DIR
 
 # The README's example request for each provider ("Quick start with one provider").
@@ -46,6 +48,16 @@ README_REQUESTS: dict[str, dict[str, Any]] = {
         ]
     },
     "toapis": {"requests": [{"id": "fox", "prompt": "A fox wakes in the snow", "duration": 6}]},
+    "google": {
+        "requests": [
+            {
+                "id": "lantern",
+                "prompt": "A paper lantern rising over a dark lake",
+                "aspect_ratio": "9:16",
+                "duration": 5,
+            }
+        ]
+    },
     "crun": {
         "requests": [
             {
@@ -72,7 +84,7 @@ def _run(
     env.update(
         {
             "OMNI_PROVIDER": provider,
-            f"{provider.upper()}_API_KEY": key,
+            api_key_env(provider, {}): key,  # Google's is GEMINI_API_KEY
             f"{provider.upper()}_BASE_URL": emulator.base_url(provider),
             "OMNI_STORAGE_URL": "./videos",
         }

@@ -1,11 +1,11 @@
-"""A local HTTP emulator of the four Gemini Omni resellers, for offline development and tests.
+"""A local HTTP emulator of the four Gemini Omni resellers and Google's own Gemini API.
 
 What it is
 ==========
 
 A real HTTP server (Starlette + uvicorn, loopback only) that speaks the documented dialects of
-JimmyAI, APIMart, ToAPIs and CRUN, each under its own path prefix (the real hosts differ, and
-APIMart and ToAPIs even share paths)::
+JimmyAI, APIMart, ToAPIs, CRUN and Google (Interactions API), each under its own path prefix
+(the real hosts differ, and APIMart and ToAPIs even share paths)::
 
     http://127.0.0.1:PORT/jimmyai   POST /api/open-api/v1/gemini/omni/videos
                                     GET  /api/open-api/v1/videos/{taskId}
@@ -18,6 +18,8 @@ APIMart and ToAPIs even share paths)::
                                     POST /v1/uploads/images
     http://127.0.0.1:PORT/crun      POST /api/v1/client/job/CreateTask
                                     GET  /api/v1/client/job/TaskInfo?task_id=
+    http://127.0.0.1:PORT/google    POST /v1beta/interactions
+                                    GET  /v1beta/interactions/{id}   (video inline or as a URI)
     http://127.0.0.1:PORT/files/{token}.mp4?expires=..&signature=..   videos and uploads
     http://127.0.0.1:PORT/_emulator/{health,audit,config,reset}      control plane
 

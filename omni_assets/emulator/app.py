@@ -29,6 +29,7 @@ from .config import PROVIDERS, EmulatorConfig
 from .crun import Crun
 from .downloads import files_route
 from .errors import ApiError
+from .google import Google
 from .jimmyai import JimmyAI
 from .state import Clock, EmulatorState
 from .toapis import ToAPIs
@@ -37,7 +38,7 @@ from .validate import json_object
 __all__ = ["CONTROL_PREFIX", "create_app"]
 
 CONTROL_PREFIX = "/_emulator"
-DIALECTS: tuple[type[Dialect], ...] = (JimmyAI, APIMart, ToAPIs, Crun)
+DIALECTS: tuple[type[Dialect], ...] = (JimmyAI, APIMart, ToAPIs, Crun, Google)
 
 
 class AuditMiddleware:

@@ -13,17 +13,19 @@ from typing import Any
 
 __all__ = ["DEFAULT_UPLOAD_TTL", "DEFAULT_URL_TTL", "OUTAGE_KINDS", "PROVIDERS", "EmulatorConfig"]
 
-PROVIDERS = ("jimmyai", "apimart", "toapis", "crun")
+PROVIDERS = ("jimmyai", "apimart", "toapis", "crun", "google")
 
 _DAY = 86_400.0
 
 # JimmyAI: "video_url valid 3 days" (query page). APIMart and ToAPIs: expires_at 24 h after
-# completion in their examples. CRUN documents no lifetime; 24 h is our assumption.
+# completion in their examples. CRUN documents no lifetime; 24 h is our assumption. Google: files
+# of the Gemini Files API live 2 days.
 DEFAULT_URL_TTL: Mapping[str, float] = {
     "jimmyai": 3 * _DAY,
     "apimart": _DAY,
     "toapis": _DAY,
     "crun": _DAY,
+    "google": 2 * _DAY,
 }
 
 # APIMart upload page: "URL valid 72 h"; JimmyAI: copy within ~3 days. ToAPIs documents no
@@ -33,6 +35,7 @@ DEFAULT_UPLOAD_TTL: Mapping[str, float] = {
     "apimart": 3 * _DAY,
     "toapis": _DAY,
     "crun": _DAY,
+    "google": _DAY,
 }
 
 # What an outage window does to a dialect: ``down`` answers every API call with a proxy's 503

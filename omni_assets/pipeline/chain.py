@@ -25,8 +25,9 @@ def chain_fields(get: Callable[[str], Record | None], record: Record) -> dict[st
 
     ``chain_root`` is the topmost ancestor (the record itself when it extends nothing),
     ``chain_depth`` the number of hops to it; ``extended_via`` says how the provider was told
-    about the parent: ``task_id`` (APIMart ``extend_from_task_id``) or ``video_url`` (the
-    parent's video as the reference video).
+    about the parent: ``task_id`` (APIMart ``extend_from_task_id``), ``previous_interaction_id``
+    (Google's Interactions API edits the parent interaction) or ``video_url`` (the parent's
+    video as the reference video).
     """
     root, depth, seen = record.key, 0, {record.key}
     parent = get(record.parent_key) if record.parent_key else None

@@ -20,6 +20,7 @@ from typing import Any
 from .._crashpoints import crashpoint
 from ..providers import PROVIDERS
 from ..providers.base import Provider, TaskRef
+from ..providers.capabilities import Extension
 from ..providers.errors import (
     AuthenticationError,
     InsufficientBalanceError,
@@ -386,6 +387,7 @@ def _extension_mode(provider: Provider, request: VideoRequest) -> str | None:
 def _extend_from(
     provider: Provider, request: VideoRequest, parent: Record | None
 ) -> TaskRef | None:
-    if parent is None or _extension_mode(provider, request) != "task_id":
+    mode = _extension_mode(provider, request)
+    if parent is None or mode is None or not Extension(mode).by_task:
         return None
     return parent.task_ref

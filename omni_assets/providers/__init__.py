@@ -1,4 +1,4 @@
-"""The provider layer: capability tables, validation and the four HTTP clients.
+"""The provider layer: capability tables, validation and the five HTTP clients.
 
 Plain typed clients over httpx; nothing here imports dagster. The Dagster layer reaches a provider
 only through :class:`~omni_assets.providers.base.Provider`, built by :func:`get_provider`.
@@ -24,6 +24,7 @@ from .capabilities import CAPABILITIES, DEFAULT_MODELS, PROVIDER_NAMES, ModelCap
 from .client import ProviderClient
 from .crun import CRUNClient
 from .errors import InvalidRequestError
+from .google import GoogleClient
 from .http import ClientOptions, RetryPolicy
 from .inputs import derive_idempotency_key
 from .jimmyai import JimmyAIClient
@@ -40,6 +41,7 @@ __all__ = [
     "CRUNClient",
     "ClientOptions",
     "DownloadResult",
+    "GoogleClient",
     "JimmyAIClient",
     "ModelCapabilities",
     "Provider",
@@ -63,6 +65,7 @@ PROVIDERS: Mapping[str, type[ProviderClient]] = MappingProxyType(
         "apimart": APIMartClient,
         "toapis": ToAPIsClient,
         "crun": CRUNClient,
+        "google": GoogleClient,
     }
 )
 
@@ -76,7 +79,7 @@ def get_provider(
     timeout: float | None = None,
     **opts: Any,
 ) -> ProviderClient:
-    """A client for provider ``name`` (``jimmyai``, ``apimart``, ``toapis``, ``crun``).
+    """A client for provider ``name`` (``jimmyai``, ``apimart``, ``toapis``, ``crun``, ``google``).
 
     ``timeout`` (seconds) sets the read timeout of status calls; ``opts`` go to the client
     (``options=ClientOptions(...)``, ``transport=`` for tests).

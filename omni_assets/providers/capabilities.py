@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: Every provider this package has a client for.
-PROVIDER_NAMES = ("jimmyai", "apimart", "toapis", "crun")
+PROVIDER_NAMES = ("jimmyai", "apimart", "toapis", "crun", "google")
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -51,6 +51,13 @@ class Extension(str, Enum):
     TASK_ID = "task_id"
     #: The parent's video URL goes into the model's reference-video slot: pass it as video_url.
     VIDEO_URL = "video_url"
+    #: Google Interactions ``previous_interaction_id``: the parent's TaskRef, edited in place.
+    PREVIOUS_INTERACTION = "previous_interaction_id"
+
+    @property
+    def by_task(self) -> bool:
+        """True when the provider is told about the parent by its task id (not by a video)."""
+        return self is not Extension.VIDEO_URL
 
 
 class DurationWithVideo(str, Enum):
@@ -275,6 +282,54 @@ _ENTRIES = (
         duration_with_video=DurationWithVideo.FORBIDDEN,
         extension=Extension.VIDEO_URL,
     ),
+    # Google's own Gemini API over the Interactions API (docs/providers-google.md). The preview's
+    # limits are Google's model card (docs.cloud.google.com/.../models/gemini/omni-flash-preview):
+    # 16:9|9:16, 720p, ≤10 images, reference videos ≤10 s. The length goes in response_format as
+    # "6s" (python-genai VideoResponseFormat.duration, a string); 3-10 s is [3P] (gmicloud,
+    # pixeldojo); omitted, the model picks. Frame mode sends video_config.task image_to_video
+    # (python-genai VideoConfig). Extension: previous_interaction_id edits the parent in place.
+    # No upload here (local files go through presigned storage URLs, as on CRUN). File URIs
+    # live 2 days (Gemini Files API page); an inline video lives as long as its interaction.
+    ModelCapabilities(
+        provider="google",
+        model="gemini-omni-flash-preview",
+        durations=tuple(range(3, 11)),
+        duration_hint="3 to 10 seconds, or omit it and the model picks",
+        modes=(GenerationMode.FRAME, GenerationMode.REFERENCE),
+        image_counts=_counts(10),
+        frame_image_counts=(1,),
+        max_videos=1,
+        extension=Extension.PREVIOUS_INTERACTION,
+        video_url_ttl=2 * DAY,
+    ),
+    # GA successor [3P]: gemini-omni-1.1-flash, GA 2026-08-27 (apidog guide); the model picks
+    # the length (civitai recipe: "version 1.1 chooses 3-10 seconds"); up to six images (civitai).
+    ModelCapabilities(
+        provider="google",
+        model="gemini-omni-1.1-flash",
+        duration_hint="this model picks 3-10 s itself; omit duration",
+        modes=(GenerationMode.FRAME, GenerationMode.REFERENCE),
+        image_counts=_counts(6),
+        frame_image_counts=(1,),
+        max_videos=1,
+        extension=Extension.PREVIOUS_INTERACTION,
+        video_url_ttl=2 * DAY,
+    ),
+    # [3P] gemini-omni-1.2-flash: 3-15 s, 360p/720p/1080p/4k, 16:9|9:16, ≤6 reference images,
+    # follow-up edits by previousInteractionId (Vercel AI Gateway changelog; civitai recipe).
+    ModelCapabilities(
+        provider="google",
+        model="gemini-omni-1.2-flash",
+        durations=tuple(range(3, 16)),
+        duration_hint="3 to 15 seconds, or omit it and the model picks",
+        resolutions=("360p", "720p", "1080p", "4k"),
+        modes=(GenerationMode.FRAME, GenerationMode.REFERENCE),
+        image_counts=_counts(6),
+        frame_image_counts=(1,),
+        max_videos=1,
+        extension=Extension.PREVIOUS_INTERACTION,
+        video_url_ttl=2 * DAY,
+    ),
 )
 
 #: provider -> canonical model name -> capabilities.
@@ -292,6 +347,7 @@ DEFAULT_MODELS: Mapping[str, str] = MappingProxyType(
         "apimart": "gemini-omni-flash-preview",
         "toapis": "gemini_omni_flash",
         "crun": "google/gemini-omni",
+        "google": "gemini-omni-flash-preview",
     }
 )
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import IO, Any, ClassVar
+from typing import IO, Any
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -28,6 +28,7 @@ from ..request import VideoRequest
 from .base import DownloadResult, StagedDownload, TaskRef, TaskStatus, UploadedFile
 from .capabilities import ModelCapabilities, find, models_for
 from .download import download_to
+from .env import api_key_env
 from .errors import (
     InvalidRequestError,
     ProviderError,
@@ -115,7 +116,8 @@ class ProviderClient:
     the network (tests pass an ``httpx.MockTransport``, which serves both).
     """
 
-    dialect: ClassVar[Dialect]
+    #: Set by each subclass; a client may replace it with a configured copy (Google's delivery).
+    dialect: Dialect
     name: str
 
     def __init__(
@@ -141,7 +143,7 @@ class ProviderClient:
         self._endpoint = Endpoint(self.base_url, self._secret)
         headers = {"User-Agent": self.options.user_agent}
         self._http = httpx.Client(
-            transport=transport,
+            transport=self._wrap_transport(transport),
             verify=_tls_context(),
             headers=headers,
             timeout=self.options.timeout(),
@@ -167,20 +169,25 @@ class ProviderClient:
             async_transport = transport
 
         def make_async() -> httpx.AsyncBaseTransport:
-            return async_transport or AiohttpTransport(
-                verify=_tls_context(), limits=self.options.limits()
+            return self._wrap_async_transport(
+                async_transport
+                or AiohttpTransport(verify=_tls_context(), limits=self.options.limits())
             )
 
         self._async = AsyncTransports(make_async)
 
     @classmethod
     def from_env(cls, *, model: str | None = None, **kwargs: Any) -> ProviderClient:
-        """A client keyed by ``<PROVIDER>_API_KEY``, at ``<PROVIDER>_BASE_URL`` when set."""
+        """A client keyed by ``<PROVIDER>_API_KEY``, at ``<PROVIDER>_BASE_URL`` when set.
+
+        Google reads ``GEMINI_API_KEY``, then ``GOOGLE_API_KEY`` (``base.API_KEY_ENV``).
+        """
         prefix = cls.dialect.name.upper()
-        key = os.environ.get(f"{prefix}_API_KEY")
+        key_env = api_key_env(cls.dialect.name)
+        key = os.environ.get(key_env)
         if not key:
             raise InvalidRequestError(
-                f"{prefix}_API_KEY",
+                key_env,
                 None,
                 "a non-empty API key in the environment",
                 provider=cls.dialect.name,
@@ -432,6 +439,16 @@ class ProviderClient:
         self.close()
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _wrap_transport(self, transport: httpx.BaseTransport | None) -> httpx.BaseTransport | None:
+        """The sync transport to use (None: httpx's default); a dialect's client may wrap it."""
+        return transport
+
+    def _wrap_async_transport(
+        self, transport: httpx.AsyncBaseTransport
+    ) -> httpx.AsyncBaseTransport:
+        """The async transport to use; a dialect's client may wrap it."""
+        return transport
 
     def _caps_for(self, ref: TaskRef) -> ModelCapabilities:
         if ref.provider != self.name:

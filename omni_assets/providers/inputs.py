@@ -13,7 +13,7 @@ from typing import Any
 
 from ..request import VideoRequest
 from .base import TaskRef
-from .capabilities import Extension, ModelCapabilities
+from .capabilities import ModelCapabilities
 from .errors import InvalidRequestError
 from .validation import is_url
 
@@ -67,7 +67,7 @@ def resolve_sources(
     extend_task_id = None
     video = video_url or request.video
     if request.extends is not None:
-        by_task = caps.extension is Extension.TASK_ID
+        by_task = caps.extension is not None and caps.extension.by_task
         if by_task and extend_from is not None and extend_from.provider == caps.provider:
             extend_task_id = extend_from.task_id
         elif video_url is None or request.video is not None:
