@@ -31,7 +31,13 @@ EXTENDING = [
     ("apimart", "gemini-omni-flash-preview", "task_id"),
     ("apimart", "Omni-Flash-Ext", "video_url"),
     ("crun", "google/gemini-omni", "video_url"),
+    ("google", "gemini-omni-flash-preview", "previous_interaction_id"),
 ]
+# Told about the parent by its task id, not by a video: the message each one's lineage shows.
+BY_TASK = {
+    "task_id": "task_id (parent task {})",
+    "previous_interaction_id": ("previous_interaction_id (parent interaction {})"),
+}
 
 
 def _chain(prefix: str, provider: str, model: str, hops: int, **root: Any) -> list[dict[str, Any]]:
@@ -83,7 +89,8 @@ def test_three_hop_chains_on_every_provider_that_can_extend(env: PipelineEnv) ->
     for provider, model, how in EXTENDING:
         prefix = f"{provider[:3]}{'t' if how == 'task_id' else 'v'}"
         prefixes[prefix] = (provider, model, how)
-        root = {"images": [PRODUCT_PNG]} if provider != "crun" else {}
+        # CRUN and Google have no upload API, and local storage cannot presign.
+        root = {"images": [PRODUCT_PNG]} if provider not in ("crun", "google") else {}
         requests += _chain(prefix, provider, model, hops=3, **root)
     env.write_requests(requests)
     records = _drive(env)
@@ -110,10 +117,10 @@ def test_three_hop_chains_on_every_provider_that_can_extend(env: PipelineEnv) ->
             assert record.submitted_at and parent.materialized_at
             assert record.submitted_at >= parent.materialized_at
             video = (record.sources or {}).get("video")
-            if how == "task_id":
+            if how in BY_TASK:
                 assert sidecar["parent_task_id"] == parent.task_id
-                assert video is None  # the parent travels as extend_from_task_id
-                assert meta["extended_via"].value == f"task_id (parent task {parent.task_id})"
+                assert video is None  # the parent travels as its task / interaction id
+                assert meta["extended_via"].value == BY_TASK[how].format(parent.task_id)
             else:
                 # Local storage cannot presign: the parent's provider URL, still valid, is sent.
                 assert video is not None and video["via"] == "url"
