@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from omni_assets.providers.base import api_key_env
+from omni_assets.providers.env import api_key_env
 
 from .pipeline_env import DEMO_DIR
 

@@ -196,6 +196,36 @@ _DEFAULTS = (
         source="estimate: CRUN bills in credits (TaskInfo 'credits', balance API, providers.md "
         "§4.3-4.4) and publishes no per-model amount or credit price here",
     ),
+    # Google bills video tokens and reports them (usage.output_tokens_by_modality): the settled
+    # cost is those tokens at google_prices.py's per-token rate. These per-second rates are the
+    # reservation made before the POST, from third-party write-ups (docs/providers-google.md).
+    _entry(
+        provider="google",
+        model="gemini-omni-flash-preview",
+        unit=USD,
+        per_second={"720p": 0.10},
+        estimate=True,
+        source="estimate: ~$0.10 per second of 720p video per third parties (docs.gmicloud.ai, "
+        "issue 16); Google's own price page was not read; settled from reported video tokens",
+    ),
+    _entry(
+        provider="google",
+        model="gemini-omni-1.1-flash",
+        unit=USD,
+        per_video={"720p": 1.0},
+        estimate=True,
+        source="estimate: the model picks 3-10 s; 10 s at the third-party ~$0.10/s; settled "
+        "from reported video tokens",
+    ),
+    _entry(
+        provider="google",
+        model="gemini-omni-1.2-flash",
+        unit=USD,
+        per_second={"360p": 0.10, "720p": 0.10, "1080p": 0.15, "4k": 0.30},
+        estimate=True,
+        source="estimate: ~$0.10/s at 720p per third parties; 1080p/4k scaled as for the "
+        "resellers; settled from reported video tokens",
+    ),
 )
 
 
@@ -241,6 +271,9 @@ class PriceTable:
         seconds = caps.fixed_duration or caps.duration_for(duration, has_video=has_video)
         if seconds is None:
             seconds = duration or caps.default_duration
+        if seconds is None and caps.durations:
+            # The duration is optional and the model picks it (Google): reserve its longest.
+            seconds = max(caps.durations)
         chosen = (resolution or caps.default_resolution).lower()
         amount = price.amount(seconds, chosen)
         return Estimate(
