@@ -8,7 +8,9 @@ Edge cases the emulator does not produce on demand go through ``httpx.MockTransp
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 import threading
 import time
 import tracemalloc
@@ -33,6 +35,7 @@ from omni_assets.providers.errors import (
 )
 from omni_assets.providers.google import GoogleClient
 from omni_assets.providers.google_inline import inline_path
+from omni_assets.providers.jsonskim import JsonSkimmer
 from omni_assets.request import GenerationMode, VideoRequest
 
 from .test_providers_emulator import playable
@@ -365,3 +368,49 @@ def test_a_large_inline_video_streams_with_flat_memory(
     assert traced_peak < 24 * 1024 * 1024, traced_peak
     assert peak[0] - baseline < 80 * 1024 * 1024, (peak[0] - baseline) / 2**20
     assert playable(tmp_path / "big.mp4") > 0
+
+
+# -- the skimmer: any split of the body, escapes, hostile shapes ---------------------------------
+
+
+def _skim(doc: bytes, pieces: int, **kw: Any) -> tuple[Any, bytes, JsonSkimmer]:
+    diverted = bytearray()
+    skimmer = JsonSkimmer(keep=16, on_divert=diverted.extend, **kw)
+    step = max(1, len(doc) // pieces)
+    out = b"".join(skimmer.feed(doc[i : i + step]) for i in range(0, len(doc), step))
+    out += skimmer.close()
+    return json.loads(out), bytes(diverted), skimmer
+
+
+@pytest.mark.parametrize("pieces", [1, 3, 7, 50, 10_000])
+def test_skimmer_keeps_small_strings_and_diverts_the_named_one(pieces: int) -> None:
+    video = base64.b64encode(b"\x00\xffvideo bytes" * 40)
+    escaped = video.replace(b"/", b"\\/").replace(b"=", b"\\u003d")  # what some encoders send
+    doc = (
+        b'{"id": "v1_\\"x\\"", "steps": [{"type": "user_input"}, {"type": "model_output", '
+        b'"content": [{"type": "text", "text": "' + b"t" * 40 + b'"}, '
+        b'{"type": "video", "data": "' + escaped + b'"}]}], "n": [1, 2.5, true, null]}'
+    )
+    parsed, diverted, skimmer = _skim(doc, pieces, divert=("steps", 1, "content", 1, "data"))
+    assert skimmer.error is None and skimmer.diverted
+    assert diverted == video
+    assert parsed["id"] == 'v1_"x"' and parsed["n"] == [1, 2.5, True, None]
+    assert parsed["steps"][1]["content"][0]["text"] == "omni-skimmed:40"
+    assert parsed["steps"][1]["content"][1]["data"].startswith("omni-diverted:")
+
+
+@pytest.mark.parametrize(
+    ("doc", "why"),
+    [
+        (b"[" * 100 + b"]" * 100, "nested deeper"),
+        (b'{"a": 1}}', "unbalanced"),
+        (b'{"' + b"k" * 100 + b'": 1}', "key longer"),
+        (b'{"a": "' + b"x" * 10, "ended early"),
+        (b"[" + b"1, " * 5000 + b"1]", "grew past"),
+    ],
+)
+def test_skimmer_refuses_hostile_bodies_without_growing(doc: bytes, why: str) -> None:
+    skimmer = JsonSkimmer(keep=16, max_output=4096)
+    out = skimmer.feed(doc) + skimmer.close()
+    assert skimmer.error is not None and why in skimmer.error
+    assert len(out) <= 4096

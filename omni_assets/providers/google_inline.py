@@ -14,7 +14,6 @@ a clean sink, at most ``ClientOptions.resume_attempts`` times.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import logging
@@ -83,7 +82,9 @@ class _Base64Sink:
 
     def _write(self, text: bytes) -> None:
         # Standard or URL-safe alphabet, as proto3 JSON allows for bytes fields.
-        data = base64.b64decode(text.translate(_URLSAFE), validate=True)
+        if b"-" in text or b"_" in text:
+            text = text.translate(_URLSAFE)
+        data = binascii.a2b_base64(text, strict_mode=True)
         self._sink.write(data)
         self.sha256.update(data)
         self.size += len(data)

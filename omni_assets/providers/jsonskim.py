@@ -30,7 +30,6 @@ DIVERTED = "omni-diverted:"
 JsonPath = tuple[str | int, ...]
 
 _STRUCTURE = re.compile(rb"[{}\[\],:]")
-_SPECIAL = re.compile(rb'["\\]')
 # What a JSON escape stands for inside a diverted (base64) string: "\/" is "/", JSON-escaped
 # line breaks of MIME-style base64 are dropped, the rest is passed on for the decoder to refuse.
 _ESCAPES = {
@@ -79,6 +78,7 @@ class JsonSkimmer:
         self._escape = False
         self._hex: bytearray | None = None  # the digits of a \u escape being read
         self._out = bytearray()
+        self._quote: int | None = None  # where the next '"' of the current piece is (-1: none)
 
     # -- public --------------------------------------------------------------------------------
 
@@ -104,6 +104,7 @@ class JsonSkimmer:
     # -- scanning ------------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
+        self._quote = None
         pos, end = 0, len(data)
         while pos < end:
             if self._in_string:
@@ -174,11 +175,16 @@ class JsonSkimmer:
             else:
                 self._take(b"\\" + bytes((char,)))
             return pos + 1
-        match = _SPECIAL.search(data, pos)
-        stop = len(data) if match is None else match.start()
+        # Two memchr-speed finds instead of a regex (which costs ~25 ns a byte); the quote's
+        # position is kept for the piece, so a run of escapes does not search it again.
+        if self._quote is None or 0 <= self._quote < pos:
+            self._quote = data.find(b'"', pos)
+        end = len(data) if self._quote < 0 else self._quote
+        backslash = data.find(b"\\", pos, end)
+        stop = end if backslash < 0 else backslash
         if stop > pos:
             self._take(data[pos:stop])
-        if match is None:
+        if stop == len(data):
             return stop
         if data[stop] == ord('"'):
             self._close_string()
