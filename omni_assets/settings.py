@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .providers.capabilities import PROVIDER_NAMES
-from .providers.http import DEFAULT_MAX_DOWNLOAD_BYTES
 from .providers.env import api_key_env
+from .providers.http import DEFAULT_MAX_DOWNLOAD_BYTES
 
 __all__ = ["EMULATOR", "EMULATOR_API_KEY", "Settings"]
 

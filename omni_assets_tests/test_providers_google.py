@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import json
 import threading
@@ -26,6 +27,7 @@ from omni_assets.providers import TaskRef, TaskState, get_provider, wait
 from omni_assets.providers.errors import (
     AuthenticationError,
     ContentRejectedError,
+    DownloadError,
     InsufficientBalanceError,
     RateLimitedError,
     RequestRejectedError,
@@ -45,9 +47,8 @@ PROMPT = "a paper boat drifting down a rainy street, cinematic"
 
 
 def google(emulator: EmulatorServer, **kw: Any) -> GoogleClient:
-    c = get_provider(
-        "google", api_key=KEY, base_url=emulator.base_url("google"), options=FAST, **kw
-    )
+    kw.setdefault("options", FAST)
+    c = get_provider("google", api_key=KEY, base_url=emulator.base_url("google"), **kw)
     assert isinstance(c, GoogleClient)
     return c
 
@@ -414,3 +415,14 @@ def test_skimmer_refuses_hostile_bodies_without_growing(doc: bytes, why: str) ->
     out = skimmer.feed(doc) + skimmer.close()
     assert skimmer.error is not None and why in skimmer.error
     assert len(out) <= 4096
+
+
+def test_an_inline_video_over_the_size_cap_is_refused_and_nothing_lands(
+    fresh_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    small = dataclasses.replace(FAST, max_download_bytes=10_000)
+    c = google(fresh_emulator, options=small)
+    _, status = finish(c, VideoRequest(prompt=PROMPT))
+    with pytest.raises(DownloadError, match="larger than the 10,000-byte limit"):
+        c.download(status.video_url, str(tmp_path / "v.mp4"))
+    assert list(tmp_path.iterdir()) == []

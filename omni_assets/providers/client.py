@@ -154,12 +154,14 @@ class ProviderClient:
         # from the environment: it would carry the request past the check.
         self._allowed_origins = (origin_of(self.base_url),)
         self._download_http = httpx.Client(
-            transport=transport
-            or guarded_transport(
-                verify=_tls_context(),
-                limits=self.options.limits(),
-                allowed=self._allowed_origins,
-                allow_private=self.options.allow_private_urls,
+            transport=self._wrap_download_transport(
+                transport
+                or guarded_transport(
+                    verify=_tls_context(),
+                    limits=self.options.limits(),
+                    allowed=self._allowed_origins,
+                    allow_private=self.options.allow_private_urls,
+                )
             ),
             headers=headers,
             timeout=self.options.timeout(),
@@ -448,6 +450,10 @@ class ProviderClient:
         self, transport: httpx.AsyncBaseTransport
     ) -> httpx.AsyncBaseTransport:
         """The async transport to use; a dialect's client may wrap it."""
+        return transport
+
+    def _wrap_download_transport(self, transport: httpx.BaseTransport) -> httpx.BaseTransport:
+        """The transport of the (guarded) download pool; a dialect's client may wrap it."""
         return transport
 
     def _caps_for(self, ref: TaskRef) -> ModelCapabilities:

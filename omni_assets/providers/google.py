@@ -29,6 +29,7 @@ import dataclasses
 import functools
 import mimetypes
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -36,7 +37,7 @@ import httpx
 
 from ..request import GenerationMode, VideoRequest
 from ._parse import as_float, as_int, as_str, dig, first, json_object, make_status, request_id_of
-from .base import DownloadResult, TaskState, TaskStatus
+from .base import DownloadResult, StagedDownload, TaskState, TaskStatus
 from .capabilities import ModelCapabilities
 from .client import Dialect, Endpoint, ProviderClient, Submitted, _tls_context
 from .errors import SubmitOutcomeUnknownError
@@ -369,20 +370,34 @@ class GoogleClient(ProviderClient):
         )
         return GoogleTransport(inner, httpx.URL(self.base_url), self._secret)
 
+    def _wrap_download_transport(self, transport: httpx.BaseTransport) -> httpx.BaseTransport:
+        # Google's file URIs need the key; the guarded download pool gets it for Google's origin
+        # only (redirect hops elsewhere lose it).
+        return GoogleTransport(transport, httpx.URL(self.base_url), self._secret)
+
     def _wrap_async_transport(
         self, transport: httpx.AsyncBaseTransport
     ) -> httpx.AsyncBaseTransport:
         return AsyncGoogleTransport(transport, httpx.URL(self.base_url), self._secret)
 
-    def download(self, url: str, fs_url: str, **storage_options: Any) -> DownloadResult:
+    def download(
+        self,
+        url: str,
+        fs_url: str,
+        *,
+        verify: Callable[[StagedDownload], None] | None = None,
+        **storage_options: Any,
+    ) -> DownloadResult:
         """An inline video is decoded from the interaction; a URI downloads like any video."""
         if inline_path(url) is None:
-            return super().download(url, fs_url, **storage_options)
+            return super().download(url, fs_url, verify=verify, **storage_options)
         return download_inline(
-            self._http,
+            self._download_http,
             url,
             fs_url,
             options=self.options,
             provider=self.name,
             storage_options=storage_options,
+            verify=verify,
+            allowed=self._allowed_origins,
         )

@@ -18,15 +18,16 @@ import binascii
 import hashlib
 import logging
 import time
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 import fsspec
 import httpx
 
 from .._crashpoints import crashpoint
-from ..storage.sinks import Sink, open_sink
-from .base import DownloadResult
-from .download import _BODY_ERRORS, _open, safe_url
+from ..storage.sinks import open_sink
+from .base import DownloadResult, StagedDownload
+from .download import _BODY_ERRORS, _open, _Spool, _too_large, safe_url
 from .errors import DownloadError
 from .http import ClientOptions
 from .jsonskim import JsonPath, JsonSkimmer
@@ -56,11 +57,21 @@ def inline_path(url: str) -> tuple[str, JsonPath] | None:
     return location, path
 
 
-class _Base64Sink:
-    """Decodes base64 text arriving in arbitrary pieces; writes and hashes the bytes."""
+class _Writable(Protocol):
+    def write(self, data: bytes) -> None: ...
 
-    def __init__(self, sink: Sink) -> None:
+    def restart(self) -> None: ...
+
+
+class _Base64Sink:
+    """Decodes base64 text arriving in arbitrary pieces; writes and hashes the bytes.
+
+    More than ``limit`` decoded bytes is refused (``ClientOptions.max_download_bytes``).
+    """
+
+    def __init__(self, sink: _Writable, limit: int) -> None:
         self._sink = sink
+        self._limit = limit
         self._pending = bytearray()
         self.sha256 = hashlib.sha256()
         self.size = 0
@@ -85,6 +96,8 @@ class _Base64Sink:
         if b"-" in text or b"_" in text:
             text = text.translate(_URLSAFE)
         data = binascii.a2b_base64(text, strict_mode=True)
+        if self.size + len(data) > self._limit:
+            raise _TooLarge
         self._sink.write(data)
         self.sha256.update(data)
         self.size += len(data)
@@ -98,8 +111,14 @@ def download_inline(
     options: ClientOptions,
     provider: str,
     storage_options: dict[str, Any] | None = None,
+    verify: Callable[[StagedDownload], None] | None = None,
+    allowed: Iterable[tuple[str, int]] = (),
 ) -> DownloadResult:
-    """Decode the inline video that ``url`` (an :func:`inline_url`) names into ``fs_url``."""
+    """Decode the inline video that ``url`` (an :func:`inline_url`) names into ``fs_url``.
+
+    As ``download.download_to``: ``verify`` sees the whole file before it is committed;
+    ``allowed`` are the origins that may be internal addresses (the provider's own).
+    """
     found = inline_path(url)
     if found is None:
         raise ValueError(f"not an inline video URL: {safe_url(url)}")
@@ -107,13 +126,18 @@ def download_inline(
     started = time.monotonic()
     fs, target = fsspec.core.url_to_fs(fs_url, **(storage_options or {}))
     sink = open_sink(fs, target)
+    spool = _Spool(sink)
     try:
-        digest, size = _fetch(client, location, path, sink, options, provider)
+        digest, size = _fetch(client, location, path, spool, options, provider, tuple(allowed))
+        if verify is not None:
+            verify(StagedDownload(path=spool.local_path(), sha256=digest, size=size))
         crashpoint("before_commit")
         sink.commit()
     except BaseException:
         sink.discard()
         raise
+    finally:
+        spool.close()
     return DownloadResult(uri=fs_url, sha256=digest, size=size, seconds=time.monotonic() - started)
 
 
@@ -121,18 +145,20 @@ def _fetch(
     client: httpx.Client,
     location: str,
     path: JsonPath,
-    sink: Sink,
+    sink: _Writable,
     options: ClientOptions,
     provider: str,
+    allowed: tuple[tuple[str, int], ...],
 ) -> tuple[str, int]:
     where = "/".join(str(p) for p in path)
     for attempt in range(options.resume_attempts + 1):
         if attempt:
             sink.restart()
-        decoder = _Base64Sink(sink)
+        decoder = _Base64Sink(sink, options.max_download_bytes)
         skimmer = JsonSkimmer(divert=path, on_divert=decoder.feed)
+        headers = {"Accept": "application/json"}
         try:
-            with _open(client, location, {"Accept": "application/json"}, options, provider) as r:
+            with _open(client, location, headers, options, provider, allowed) as r:
                 for piece in r.iter_bytes():
                     skimmer.feed(piece)
                     if skimmer.error:
@@ -146,6 +172,11 @@ def _fetch(
                 attempt + 1,
             )
             continue
+        except _TooLarge:
+            raise DownloadError(
+                _too_large(location, options, "the decoded inline video went past it"),
+                provider=provider,
+            ) from None
         except (ValueError, binascii.Error) as exc:
             raise DownloadError(
                 f"the inline video at {where} of {safe_url(location)} is not valid base64: {exc}",
@@ -173,3 +204,7 @@ def _fetch(
         f"the inline video of {safe_url(location)} broke off {options.resume_attempts + 1} times",
         provider=provider,
     )
+
+
+class _TooLarge(Exception):
+    """The decoded video passed ``max_download_bytes``."""
