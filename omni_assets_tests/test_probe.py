@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
-import struct
 import uuid
 from fractions import Fraction
 from pathlib import Path
@@ -18,9 +15,8 @@ import omni_assets.pipeline.media as probe_module
 from omni_assets.pipeline.media import (
     InvalidVideoError,
     VideoProbe,
-    data_uri_png,
     probe_video,
-    thumbnail_png,
+    thumbnail_frame,
 )
 from omni_assets.providers.errors import DownloadError
 from omni_assets.storage import VideoStorage
@@ -94,7 +90,8 @@ def test_probe_and_thumbnail_through_s3(s3_server: SeaweedS3, clip: Path) -> Non
     storage.write_bytes_atomic(path, clip.read_bytes())
     local = probe_video(LOCAL, str(clip))
     assert probe_video(storage.fs, path) == local
-    assert thumbnail_png(storage.fs, path) == thumbnail_png(LOCAL, str(clip))
+    through_s3 = thumbnail_frame(storage.fs, path).to_ndarray()
+    assert np.array_equal(through_s3, thumbnail_frame(LOCAL, str(clip)).to_ndarray())
 
 
 @pytest.mark.parametrize(
@@ -112,7 +109,7 @@ def test_not_a_video_is_a_clear_error(tmp_path: Path, content: bytes, message: s
     assert str(path) in str(caught.value)
     assert isinstance(caught.value, DownloadError)
     with pytest.raises(InvalidVideoError):
-        thumbnail_png(LOCAL, str(path))
+        thumbnail_frame(LOCAL, str(path))
 
 
 def test_a_truncated_video_is_refused(tmp_path: Path, clip: Path) -> None:
@@ -150,23 +147,10 @@ def test_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
         probe_video(LOCAL, str(path))
 
 
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert data[12:16] == b"IHDR"
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    with av.open(io.BytesIO(data), "r", format="png_pipe") as container:
-        frame = next(container.decode(video=0))
-        return frame.to_ndarray(format="rgb24")
-
-
-def test_thumbnail_is_a_small_png_of_the_frame_a_third_in(clip: Path) -> None:
-    png = thumbnail_png(LOCAL, str(clip))
-    assert png_size(png) == (160, 90)
-    pixels = decode_png(png)
+def test_thumbnail_is_a_small_frame_a_third_in(clip: Path) -> None:
+    frame = thumbnail_frame(LOCAL, str(clip))
+    assert (frame.width, frame.height) == (160, 90)
+    pixels = frame.to_ndarray(format="rgb24")
     assert pixels.shape == (90, 160, 3)
     # At 1/3 of the clip the red bar covers about a third of the width.
     red_columns = int((pixels[45, :, 0] > 128).sum())
@@ -175,18 +159,12 @@ def test_thumbnail_is_a_small_png_of_the_frame_a_third_in(clip: Path) -> None:
 
 
 def test_thumbnail_width_and_position(clip: Path) -> None:
-    assert png_size(thumbnail_png(LOCAL, str(clip), width=64)) == (64, 36)
-    late = decode_png(thumbnail_png(LOCAL, str(clip), width=160, at=0.9))
+    small = thumbnail_frame(LOCAL, str(clip), width=64)
+    assert (small.width, small.height) == (64, 36)
+    late = thumbnail_frame(LOCAL, str(clip), width=160, at=0.9).to_ndarray(format="rgb24")
     assert int((late[45, :, 0] > 128).sum()) > 130
     with pytest.raises(ValueError):
-        thumbnail_png(LOCAL, str(clip), width=1)
-
-
-def test_data_uri_png(clip: Path) -> None:
-    png = thumbnail_png(LOCAL, str(clip))
-    uri = data_uri_png(png)
-    assert uri.startswith("data:image/png;base64,iVBORw0KGgo")
-    assert base64.b64decode(uri.split(",", 1)[1]) == png
+        thumbnail_frame(LOCAL, str(clip), width=1)
 
 
 def test_public_api() -> None:
@@ -195,12 +173,9 @@ def test_public_api() -> None:
         "InvalidVideoError",
         "VideoProbe",
         "data_uri",
-        "data_uri_png",
         "encode_image",
         "inline_thumbnail_md",
-        "preview_md",
         "probe_video",
         "thumbnail_and_preview_md",
         "thumbnail_frame",
-        "thumbnail_png",
     }

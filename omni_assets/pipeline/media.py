@@ -29,14 +29,11 @@ __all__ = [
     "InvalidVideoError",
     "VideoProbe",
     "data_uri",
-    "data_uri_png",
     "encode_image",
     "inline_thumbnail_md",
-    "preview_md",
     "probe_video",
     "thumbnail_and_preview_md",
     "thumbnail_frame",
-    "thumbnail_png",
 ]
 
 
@@ -113,11 +110,6 @@ def probe_video(fs: Any, path: str) -> VideoProbe:
         )
 
 
-def thumbnail_png(fs: Any, path: str, width: int = 160, *, at: float = 1 / 3) -> bytes:
-    """A PNG of the frame at fraction ``at`` of the video, ``width`` pixels wide (aspect kept)."""
-    return _encode_png(thumbnail_frame(fs, path, width, at=at))
-
-
 def thumbnail_frame(fs: Any, path: str, width: int = 160, *, at: float = 1 / 3) -> av.VideoFrame:
     """The frame at fraction ``at`` of the video (or an image's only frame), as ``rgb24``
     ``width`` pixels wide (aspect kept), for any encoder."""
@@ -139,13 +131,7 @@ def thumbnail_frame(fs: Any, path: str, width: int = 160, *, at: float = 1 / 3) 
             raise InvalidVideoError(f"{path}: cannot decode a frame ({exc})") from exc
         if frame is None:
             raise InvalidVideoError(f"{path}: the video stream has no frame")
-    height = max(2, round(width * frame.height / frame.width / 2) * 2)
-    return frame.reformat(width=width, height=height, format="rgb24")
-
-
-def data_uri_png(data: bytes) -> str:
-    """``data:image/png;base64,...``: shows inline in markdown (the Dagster UI renders it)."""
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    return _scaled(frame, width)
 
 
 def _nonempty_size(fs: Any, path: str) -> int:
@@ -178,14 +164,6 @@ def _duration(container: av.container.InputContainer, stream: av.video.VideoStre
     return 0.0
 
 
-def _encode_png(frame: av.VideoFrame) -> bytes:
-    codec = av.CodecContext.create("png", "w")
-    assert isinstance(codec, av.VideoCodecContext)
-    codec.width, codec.height, codec.pix_fmt = frame.width, frame.height, "rgb24"
-    packets = [*codec.encode(frame), *codec.encode(None)]
-    return b"".join(bytes(packet) for packet in packets)
-
-
 #: The UI shows markdown inline below this many characters (see the module docstring).
 INLINE_MD_LIMIT = 1000
 _INLINE_WIDTHS = (160, 128, 96, 64, 48, 32)
@@ -194,7 +172,7 @@ _WEBP = "libwebp" in av.codecs_available
 
 
 def data_uri(data: bytes, mime: str) -> str:
-    """``data:{mime};base64,...``."""
+    """``data:{mime};base64,...``: shows inline in markdown (the Dagster UI renders it)."""
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
@@ -214,13 +192,9 @@ def inline_thumbnail_md(fs: Any, path: str, *, alt: str = "thumbnail") -> str:
     return _inline(thumbnail_frame(fs, path, _INLINE_WIDTHS[0]), alt)
 
 
-def preview_md(fs: Any, path: str, *, alt: str = "preview", width: int = _PREVIEW_WIDTH) -> str:
-    """A larger ``![alt](data:...)`` (a few KB): shown behind the UI's "[Show Markdown]"."""
-    return _md(alt, thumbnail_frame(fs, path, width), quality=60)
-
-
 def thumbnail_and_preview_md(fs: Any, path: str) -> tuple[str, str]:
-    """:func:`inline_thumbnail_md` and :func:`preview_md` from one decoded frame."""
+    """:func:`inline_thumbnail_md`, and a larger preview (a few KB, shown behind the UI's
+    "[Show Markdown]"), from one decoded frame."""
     frame = thumbnail_frame(fs, path, _PREVIEW_WIDTH)
     return _inline(frame, "thumbnail"), _md("preview", frame, quality=60)
 
@@ -228,7 +202,7 @@ def thumbnail_and_preview_md(fs: Any, path: str) -> tuple[str, str]:
 def _inline(frame: av.VideoFrame, alt: str) -> str:
     md = ""
     for width in _INLINE_WIDTHS:
-        md = _md(alt, _resize(frame, width))
+        md = _md(alt, frame if width >= frame.width else _scaled(frame, width))
         if len(md) < INLINE_MD_LIMIT:
             break
     return md
@@ -239,9 +213,8 @@ def _md(alt: str, frame: av.VideoFrame, quality: int = 50) -> str:
     return f"![{alt}]({data_uri(data, mime)})"
 
 
-def _resize(frame: av.VideoFrame, width: int) -> av.VideoFrame:
-    if width >= frame.width:
-        return frame
+def _scaled(frame: av.VideoFrame, width: int) -> av.VideoFrame:
+    """``frame`` as ``rgb24``, ``width`` pixels wide, its aspect kept (an even height)."""
     height = max(2, round(width * frame.height / frame.width / 2) * 2)
     return frame.reformat(width=width, height=height, format="rgb24")
 
