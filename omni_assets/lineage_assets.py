@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 LINEAGE_ASSET_KEY = AssetKey("omni_lineage")
+#: A ``.partial-`` file older than this is left by a crash: no write takes a day.
+PARTIAL_MAX_AGE_S = 24 * 3600.0
 
 #: Rebuild after any video or image was materialized, unless a rebuild is already running.
 LINEAGE_CONDITION = (
@@ -75,6 +77,11 @@ def build_lineage_asset() -> AssetsDefinition:
         # Compact: ~700 bytes a video; indenting 100K videos would add a quarter and seconds.
         data = json.dumps(graph.to_dict(), separators=(",", ":"), ensure_ascii=False)
         uri = storage.write_bytes_atomic(storage.lineage_path(GRAPH_FILE), data.encode())
+        # Housekeeping that rides on the rebuild: temporary files a crash left (a claimed
+        # video's own are removed when it is downloaded again; sources and lineage have none).
+        removed = storage.cleanup_partials(PARTIAL_MAX_AGE_S)
+        for path in removed:
+            context.log.info(f"removed {path}, left by an interrupted write")
         chains = graph.chains()
         return MaterializeResult(
             metadata={
@@ -89,6 +96,7 @@ def build_lineage_asset() -> AssetsDefinition:
                     sum(1 for v in graph.videos.values() if v.refresh_of)
                 ),
                 "pruned": MetadataValue.int(sum(1 for v in graph.videos.values() if v.pruned)),
+                "partials_removed": MetadataValue.int(len(removed)),
             }
         )
 

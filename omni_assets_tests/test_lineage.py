@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -427,3 +428,23 @@ def test_chain_summary_is_short_and_exact_for_branches() -> None:
     short = chains_summary_md(LineageGraph.from_records(many))
     assert len(short) < INLINE_MD_LIMIT
     assert short.endswith("more (see graph)")
+
+
+def test_rebuilding_omni_lineage_removes_temporary_files_a_crash_left(
+    tmp_path: Path, fresh_emulator: Any
+) -> None:
+    with pipeline_env(tmp_path, fresh_emulator.url) as env:
+        storage = env.storage
+        stale = storage.temp_path_for(storage.video_path("crashed"))
+        young = storage.temp_path_for(storage.source_path("a" * 64, "png"))
+        for path in (stale, young):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            Path(path).write_bytes(b"half a file")
+        two_days_ago = time.time() - 2 * 86400
+        os.utime(stale, (two_days_ago, two_days_ago))
+        done = materialize([env.defs.resolve_assets_def(LINEAGE_ASSET_KEY)], instance=env.instance)
+        assert done.success
+        assert not os.path.exists(stale)
+        assert os.path.exists(young)  # may still be being written
+        shown = done.asset_materializations_for_node("omni_lineage")[0].metadata
+        assert shown["partials_removed"].value == 1

@@ -9,8 +9,9 @@ Layout under the root URL::
 Every write is atomic, through the one writer in :mod:`omni_assets.storage.sinks`: locally the
 bytes go to a temporary sibling ``.partial-<name>~<uuid>`` (a name no key can have) moved onto
 the final name, on S3 an upload that appears only once complete. A reader never sees half a
-video or half a sidecar; a crash leaves at most a ``.partial-`` file, which ``cleanup_partials``
-removes.
+video or half a sidecar; a crash leaves at most a ``.partial-`` file: the next download of the
+same video removes its own (``remove_partials``), and every rebuild of ``omni_lineage`` removes
+any older than a day (``cleanup_partials``).
 """
 
 from __future__ import annotations
