@@ -426,3 +426,42 @@ def test_an_inline_video_over_the_size_cap_is_refused_and_nothing_lands(
     with pytest.raises(DownloadError, match="larger than the 10,000-byte limit"):
         c.download(status.video_url, str(tmp_path / "v.mp4"))
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the emulator's dialect on its own: what Google would refuse -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "word"),
+    [
+        ({"background": False}, 400, "INVALID_ARGUMENT"),
+        ({"response_modalities": ["text"]}, 400, "INVALID_ARGUMENT"),
+        ({"surprise": 1}, 400, "INVALID_ARGUMENT"),
+        ({"model": "veo-3.1"}, 400, "INVALID_ARGUMENT"),
+        ({"response_format": {"type": "video", "duration": "12s"}}, 400, "INVALID_ARGUMENT"),
+        ({"response_format": {"type": "video", "resolution": "4k"}}, 400, "INVALID_ARGUMENT"),
+        ({"previous_interaction_id": "v1_nope"}, 400, "INVALID_ARGUMENT"),
+    ],
+)
+def test_emulator_refuses_what_the_contract_does_not_allow(
+    fresh_emulator: EmulatorServer, change: dict[str, Any], status: int, word: str
+) -> None:
+    body = {
+        "model": "gemini-omni-flash-preview",
+        "input": [{"type": "text", "text": PROMPT}],
+        "response_modalities": ["video"],
+        "background": True,
+        **change,
+    }
+    url = fresh_emulator.base_url("google") + "/v1beta/interactions"
+    answer = httpx.post(url, json=body, headers={"x-goog-api-key": KEY})
+    assert answer.status_code == status
+    assert answer.json()["error"]["status"] == word
+    assert fresh_emulator.audit()["tasks"] == []  # nothing was created
+
+
+def test_emulator_wants_a_key(fresh_emulator: EmulatorServer) -> None:
+    url = fresh_emulator.base_url("google") + "/v1beta/interactions"
+    answer = httpx.post(url, json={"model": "gemini-omni-flash-preview"})
+    assert answer.status_code == 403
+    assert answer.json()["error"]["status"] == "PERMISSION_DENIED"
