@@ -102,12 +102,35 @@ def video_metadata(
         if name in timings:
             meta[name] = MetadataValue.float(float(timings[name]))
     meta.update(cost_metadata(runtime, record))
+    meta.update(route_metadata(runtime, record))
     if record.credits is not None:
         meta["credits"] = MetadataValue.float(float(record.credits))
     if request.tags:
         meta["tags"] = MetadataValue.json(dict(request.tags))
     # Thumbnail first; source images, parent, chain root/depth, refresh_of after.
     return with_audit_fields(runtime, record, video, meta)
+
+
+def route_metadata(runtime: OmniRuntime, record: Record) -> dict[str, Any]:
+    """For ``provider: auto``: ``routed_to``, ``route_reason``, ``candidates`` and every hop."""
+    routes = runtime.registry.routes(record.key)
+    if not routes:
+        return {}
+    last = routes[-1]
+    meta: dict[str, Any] = {
+        "routed_to": MetadataValue.text(str(last.get("routed_to"))),
+        "route_reason": MetadataValue.text(str(last.get("route_reason"))),
+        "candidates": MetadataValue.json(last.get("candidates") or []),
+    }
+    hops = [r for r in routes if r["event"] == "failover"]
+    if hops:
+        meta["failover_hops"] = MetadataValue.json(
+            [
+                {"from": h.get("from"), "to": h.get("routed_to"), "because": h.get("because")}
+                for h in hops
+            ]
+        )
+    return meta
 
 
 def cost_metadata(runtime: OmniRuntime, record: Record) -> dict[str, Any]:
@@ -253,6 +276,8 @@ def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str
             limits=runtime.limits,
             keys=[key],
             spend=runtime.spend.for_run(context.run.tags.get(RUN_TAG) or context.run_id),
+            router=runtime.router,
+            on_unknown=runtime.on_unknown,
         )
         report_source_images(context, runtime, report.submitted)
         record = registry.get(key) or record

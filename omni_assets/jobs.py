@@ -64,6 +64,8 @@ def build_jobs(
             runtime.storage,
             limits=runtime.limits,
             spend=runtime.spend.for_run(run),
+            router=runtime.router,
+            on_unknown=runtime.on_unknown,
         )
         for key in report.submitted:
             context.log.info(f"submitted {key}")
@@ -74,6 +76,10 @@ def build_jobs(
         for name, reason in report.blocked_providers.items():
             context.log.warning(f"{name} refused submissions for now: {reason}")
         for key, reason in report.over_budget.items():
+            context.log.warning(f"{key} waits: {reason}")
+        for key, hops in report.hops.items():
+            context.log.warning(f"{key} failed over: {', '.join(hops)} (nothing was created)")
+        for key, reason in report.no_seller.items():
             context.log.warning(f"{key} waits: {reason}")
         for key in report.newly_over_budget:
             # On the partition itself, so the UI says why it has no video yet.

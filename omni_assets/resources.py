@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from .emulator.process import ensure_emulator
 from .pipeline.budget import SpendPolicy, parse_budget
+from .pipeline.routing import parse_route
 from .pipeline.runtime import OmniRuntime
 from .pipeline.submit import SubmitLimits
 from .providers import ClientOptions, get_provider
@@ -27,7 +28,7 @@ from .providers.env import api_key_env as default_key_env
 from .providers.polling import DEFAULT_DEADLINE_S, DEFAULT_POLL_INTERVAL_S, PollPolicy
 from .providers.prices import load_prices
 from .registry import Registry, default_registry_url
-from .settings import EMULATOR_API_KEY, Settings
+from .settings import AUTO, EMULATOR_API_KEY, Settings
 from .storage import VideoStorage
 
 __all__ = [
@@ -264,11 +265,15 @@ def runtime_from_resources(resources: Any, provider_keys: Sequence[str]) -> Omni
     settings = Settings.from_env()
     default = chosen[0] if chosen else settings.default_provider
     spend = SpendPolicy(load_prices(settings.prices_path), parse_budget(settings.budget))
+    if default != AUTO and default not in providers:
+        default = next(iter(providers), default)
     return OmniRuntime(
         registry=registry.get_registry(),
         storage=storage.get_storage(),
         providers={k: r.get_client() for k, r in providers.items()},
-        default_provider=default if default in providers else next(iter(providers), default),
+        default_provider=default,
+        route=parse_route(settings.route),
+        on_unknown=dict(settings.on_unknown),
         limits={k: r.limits for k, r in providers.items()},
         policies={k: r.poll_policy for k, r in providers.items()},
         spend=spend,

@@ -1,8 +1,8 @@
 """Settings read from the environment (the interface other tools rely on; see design.md).
 
 ``OMNI_PROVIDER``     default provider: ``emulator`` (default), ``jimmyai``, ``apimart``,
-                      ``toapis``, ``crun``, ``google``. ``emulator``: every provider on the
-                      built-in emulator.
+                      ``toapis``, ``crun``, ``google``, ``auto`` (route each request,
+                      pipeline/routing.py). ``emulator``: every provider on the built-in emulator.
 ``OMNI_STORAGE_URL``  fsspec URL of the storage root (default ``./.omni/storage``).
 ``OMNI_REQUESTS``     requests file (YAML or JSONL).
 ``OMNI_REGISTRY_URL`` task registry database (default: SQLite under ``$DAGSTER_HOME``).
@@ -10,6 +10,9 @@
 ``OMNI_EMULATOR_DIALECT`` which provider dialect requests without a provider use in emulator mode.
 ``OMNI_POLL_SENSOR_INTERVAL_S`` minimum seconds between poll sensor ticks (default 15).
 ``OMNI_REQUESTS_SENSOR_INTERVAL_S`` minimum seconds between requests sensor ticks (default 30).
+``OMNI_ROUTE``        ``provider: auto``: sellers in order, and ordered, cheapest or fastest.
+``OMNI_ON_UNKNOWN``   per provider, ``hold`` (default) or ``resubmit`` an unknown create:
+                      ``jimmyai=resubmit,crun=hold``.
 ``OMNI_PRICES``       a YAML/JSON price file overriding the shipped prices (docs/prices.md).
 ``OMNI_BUDGET``       spending limits: per day, per run, per tag value (docs/prices.md).
 ``OMNI_MAX_DOWNLOAD_BYTES`` the largest video body accepted (default 268435456, 256 MiB: ten
@@ -32,9 +35,11 @@ from .providers.capabilities import PROVIDER_NAMES
 from .providers.env import api_key_env
 from .providers.http import DEFAULT_MAX_DOWNLOAD_BYTES
 
-__all__ = ["EMULATOR", "EMULATOR_API_KEY", "Settings"]
+__all__ = ["AUTO", "EMULATOR", "EMULATOR_API_KEY", "Settings"]
 
 EMULATOR = "emulator"
+#: ``OMNI_PROVIDER=auto`` / ``provider: auto``: route each request (pipeline/routing.py).
+AUTO = "auto"
 # The emulator accepts any key; this one is not a secret and says what it is.
 EMULATOR_API_KEY = "emulator-not-a-secret"
 DEFAULT_EMULATOR_URL = "http://127.0.0.1:8765"
@@ -54,11 +59,13 @@ class Settings:
     max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
     allow_private_urls: bool = False
     google_video_delivery: str = "inline"
+    route: str | None = None
+    on_unknown: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
         provider = os.environ.get("OMNI_PROVIDER", EMULATOR).strip().lower() or EMULATOR
-        allowed = (EMULATOR, *PROVIDER_NAMES)
+        allowed = (EMULATOR, AUTO, *PROVIDER_NAMES)
         if provider not in allowed:
             raise ValueError(
                 f"OMNI_PROVIDER={provider!r} is not known; allowed: {', '.join(allowed)}"
@@ -87,6 +94,8 @@ class Settings:
             max_download_bytes=_positive_int("OMNI_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_DOWNLOAD_BYTES),
             allow_private_urls=_flag("OMNI_ALLOW_PRIVATE_URLS"),
             google_video_delivery=delivery,
+            route=os.environ.get("OMNI_ROUTE") or None,
+            on_unknown=_on_unknown(os.environ.get("OMNI_ON_UNKNOWN", "")),
         )
 
     @property
@@ -103,6 +112,8 @@ class Settings:
         if self.emulated:
             return PROVIDER_NAMES
         found = tuple(p for p in PROVIDER_NAMES if os.environ.get(api_key_env(p)))
+        if self.provider == AUTO:  # auto routes over the sellers that have a key
+            return found
         return found if self.provider in found else (*found, self.provider)
 
 
@@ -122,3 +133,17 @@ def _flag(name: str) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise ValueError(f"{name}={raw!r} is not a yes/no value; allowed: 1, 0, true, false")
+
+
+def _on_unknown(text: str) -> tuple[tuple[str, str], ...]:
+    """``OMNI_ON_UNKNOWN="jimmyai=resubmit, crun=hold"`` as (provider, choice) pairs."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        provider, _, choice = (x.strip().lower() for x in part.partition("="))
+        if provider not in PROVIDER_NAMES or choice not in ("hold", "resubmit"):
+            raise ValueError(
+                f"OMNI_ON_UNKNOWN: {part!r} is not provider=hold|resubmit "
+                f"(providers: {', '.join(PROVIDER_NAMES)})"
+            )
+        out.append((provider, choice))
+    return tuple(out)

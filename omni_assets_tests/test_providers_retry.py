@@ -129,6 +129,11 @@ def test_async_status_retries_exactly_like_status(
 )
 def test_submit_after_bytes_left_is_never_retried(provider: str, failure: Any) -> None:
     client, recorder = client_for(provider, failure, js(200, CREATED[provider]))
+    if isinstance(failure, httpx.Response) and failure.status_code == 500 and provider == "toapis":
+        # Except where the provider documents it: ToAPIs "500 ... Retry 2-3 times" (seed 004;
+        # omni_assets/providers/guidance.py, and test_routing.py over the emulator).
+        assert client.submit(REQ).task_id == "T1" and len(recorder.calls) == 2
+        return
     with pytest.raises(SubmitOutcomeUnknownError) as caught:
         client.submit(REQ)
     assert len(recorder.calls) == 1

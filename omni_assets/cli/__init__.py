@@ -213,15 +213,35 @@ def cmd_status(args: argparse.Namespace) -> int:
     storage = VideoStorage(Settings.from_env().storage_url)
     records = registry.records()
     print(_summary(records, storage, registry))
+    unknown = [r for r in records if r.state.value == "unknown"]
+    if unknown:
+        print(_unknown_line(unknown, dict(Settings.from_env().on_unknown)))
     return 0
 
 
+def _unknown_line(unknown: Sequence[Any], choices: dict[str, str]) -> str:
+    """How many requests wait on the user's decision about an unknown create, and the command."""
+    providers = sorted({r.provider for r in unknown})
+    held = ", ".join(f"{p}: {choices.get(p, 'hold')}" for p in providers)
+    return (
+        f"{len(unknown)} requests wait on your decision: the provider may have created (and "
+        f"charged) their task without telling us ({held}). Check its dashboard, then settle "
+        "them all with: omni-assets retry --unknown   (generates them again; may pay twice)"
+    )
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
-    from ..registry import Registry, default_registry_url
+    from ..registry import RecordState, Registry, default_registry_url
 
     registry = Registry(default_registry_url())
     code = 0
-    for key in args.keys:
+    keys = list(args.keys)
+    if args.unknown:
+        keys += [r.key for r in registry.records([RecordState.UNKNOWN]) if r.key not in keys]
+    if not keys:
+        print("nothing to retry: name KEYs, or --unknown for every unknown request")
+        return 1 if not args.unknown else 0
+    for key in keys:
         try:
             record = registry.retry(key)
         except (KeyError, ValueError) as exc:
@@ -261,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--timeout", type=float, default=3600.0)
     sub.add_parser("status", help="show every request's state")
     retry = sub.add_parser("retry", help="generate failed/unknown requests again (pays again)")
-    retry.add_argument("keys", nargs="+")
+    retry.add_argument("keys", nargs="*")
+    retry.add_argument(
+        "--unknown", action="store_true", help="every request whose submission outcome is unknown"
+    )
     sub.add_parser("emulator", help="run the built-in emulator (see --help after it)")
     add_lineage_parser(sub)
     add_cost_parser(sub)

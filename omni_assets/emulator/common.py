@@ -88,8 +88,11 @@ class Dialect(abc.ABC):
         """Keys starting with ``nobalance`` belong to an account without credit; so does every
         account during a ``402`` outage window."""
         state = self.state
-        if state.config.outage(self.name, state.clock()) == "402":
-            state.record_fault("outage:402", self.name, "create")
+        kind = state.outage(self.name, ("402", "500"))
+        if kind is not None:
+            state.record_fault(f"outage:{kind}", self.name, "create")
+            if kind == "500":
+                raise ApiError("server", "internal server error, please retry")
             raise ApiError("balance", "insufficient balance, please recharge and try again")
         if api_key.startswith("nobalance"):
             raise ApiError("balance", "insufficient balance, please recharge and try again")
@@ -101,7 +104,7 @@ class Dialect(abc.ABC):
         """
         config, faults = self.state.config, self.state.faults
         path = request.url.path
-        outage = config.outage(self.name, self.state.clock())
+        outage = self.state.outage(self.name, ("down", "455"))
         if outage == "down":
             self.state.record_fault("outage:down", self.name, path)
             raise ApiError("gateway", _GATEWAY_TITLES[503], status=503)

@@ -40,8 +40,10 @@ DEFAULT_UPLOAD_TTL: Mapping[str, float] = {
 
 # What an outage window does to a dialect: ``down`` answers every API call with a proxy's 503
 # (nothing reaches the service, so nothing is created), ``402`` refuses creates for lack of
-# balance, ``455`` is CRUN's documented maintenance answer (seed 003) on every API call.
-OUTAGE_KINDS = ("down", "402", "455")
+# balance, ``455`` is CRUN's documented maintenance answer (seed 003) on every API call, and
+# ``500`` answers creates with the provider's own 500 before creating anything (an answer a
+# client cannot tell from "created, then failed").
+OUTAGE_KINDS = ("down", "402", "455", "500")
 
 _RATES = (
     "rate_429",
@@ -100,8 +102,9 @@ class EmulatorConfig:
     video_padding_bytes: int = 0
     audit_log: str | None = None
     cache_dir: str | None = None
-    #: provider -> windows ``{"kind": "down"|"402"|"455", "start": epoch|None, "end": epoch|None}``
-    #: (None: open-ended). ``455`` only for ``crun``, whose documents define it.
+    #: provider -> windows ``{"kind": "down"|"402"|"455"|"500", "start": epoch|None, "end":
+    #: epoch|None, "count": n|None}`` (None: open-ended; ``count``: only the first n calls it
+    #: would hit). ``455`` only for ``crun``, whose documents define it.
     outages: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -134,13 +137,14 @@ class EmulatorConfig:
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} must be a path string or null")
 
-    def outage(self, provider: str, now: float) -> str | None:
-        """The kind of the outage window ``provider`` is in at ``now``, if any."""
-        for window in self.outages.get(provider, ()):
-            start, end = window.get("start"), window.get("end")
-            if (start is None or now >= start) and (end is None or now < end):
-                return str(window["kind"])
-        return None
+    def outages_at(self, provider: str, now: float) -> list[tuple[int, Mapping[str, Any]]]:
+        """(index, window) of ``provider``'s outage windows open at ``now``."""
+        return [
+            (i, w)
+            for i, w in enumerate(self.outages.get(provider, ()))
+            if (w.get("start") is None or now >= w["start"])
+            and (w.get("end") is None or now < w["end"])
+        ]
 
     def url_ttl(self, provider: str) -> float:
         """How long a video URL handed out by ``provider`` stays valid, in seconds."""
@@ -204,8 +208,8 @@ def _check_outages(value: Any) -> dict[str, tuple[dict[str, Any], ...]]:
             windows = [windows]
         checked = []
         for window in windows:
-            if not isinstance(window, Mapping) or set(window) - {"kind", "start", "end"}:
-                raise ValueError(f"outages[{provider}]: a window is {{kind, start, end}}")
+            if not isinstance(window, Mapping) or set(window) - {"kind", "start", "end", "count"}:
+                raise ValueError(f"outages[{provider}]: a window is {{kind, start, end, count}}")
             kind = str(window.get("kind"))
             if kind not in OUTAGE_KINDS or (kind == "455" and provider != "crun"):
                 allowed = ", ".join(k for k in OUTAGE_KINDS if k != "455" or provider == "crun")
@@ -213,6 +217,8 @@ def _check_outages(value: Any) -> dict[str, tuple[dict[str, Any], ...]]:
             for bound in ("start", "end"):
                 if window.get(bound) is not None:
                     _check_number(window[bound], f"outages[{provider}].{bound}", low=0.0)
-            checked.append({"kind": kind, "start": window.get("start"), "end": window.get("end")})
+            if window.get("count") is not None:
+                _check_int(window["count"], f"outages[{provider}].count", low=1)
+            checked.append({k: window.get(k) for k in ("kind", "start", "end", "count")})
         out[provider] = tuple(checked)
     return out

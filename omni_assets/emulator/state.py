@@ -43,6 +43,24 @@ class EmulatorState:
         self.faults = Faults(config.seed)
         self.renderer = Renderer(config.cache_dir)
         self.buckets = TokenBuckets()
+        self.outage_hits: dict[tuple[str, int], int] = {}
+
+    def outage(self, provider: str, kinds: tuple[str, ...]) -> str | None:
+        """The kind of the first open outage window of ``kinds`` that applies to this call.
+
+        A window with a ``count`` applies to that many calls, then lets the rest through.
+        """
+        for index, window in self.config.outages_at(provider, self.clock()):
+            if window["kind"] not in kinds:
+                continue
+            count = window.get("count")
+            if count is not None:
+                hits = self.outage_hits.get((provider, index), 0)
+                if hits >= count:
+                    continue
+                self.outage_hits[(provider, index)] = hits + 1
+            return str(window["kind"])
+        return None
 
     def configure(self, changes: Mapping[str, Any]) -> EmulatorConfig:
         """Apply runtime changes (``ValueError`` on a bad key or value); returns the new config."""
@@ -52,6 +70,8 @@ class EmulatorState:
         if new.cache_dir != self.config.cache_dir:
             self.renderer = Renderer(new.cache_dir)
         self.audit.log_path = new.audit_log
+        if "outages" in changes:  # configuring windows again starts their counts again
+            self.outage_hits.clear()
         self.config = new
         return new
 
@@ -66,6 +86,7 @@ class EmulatorState:
         self.faults = Faults(self.config.seed)
         self.renderer = Renderer(self.config.cache_dir)
         self.buckets.clear()
+        self.outage_hits.clear()
 
     def close(self) -> None:
         """Cancel pending callbacks and delete the instance's working directory."""

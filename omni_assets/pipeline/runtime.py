@@ -17,6 +17,7 @@ from ..registry import RegisterItem, RegisterResult, Registry
 from ..request import VideoRequest
 from ..storage import VideoStorage
 from .budget import SpendPolicy
+from .routing import AUTO, Route, RoutePolicy, Router, median_generation_times
 from .submit import SubmitLimits
 
 __all__ = ["OmniRuntime"]
@@ -31,17 +32,49 @@ class OmniRuntime:
     limits: Mapping[str, SubmitLimits] = field(default_factory=dict)
     policies: Mapping[str, PollPolicy] = field(default_factory=dict)
     spend: SpendPolicy = field(default_factory=SpendPolicy)
+    route: RoutePolicy = field(default_factory=RoutePolicy)
+    #: provider -> ``hold`` | ``resubmit`` for creates whose outcome is unknown (OMNI_ON_UNKNOWN).
+    on_unknown: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def router(self) -> Router:
+        """Routes ``provider: auto`` requests over the configured sellers."""
+        return Router(
+            self.providers,
+            self.route,
+            self.spend.prices,
+            measured=lambda: median_generation_times(self.registry.generation_samples()),
+            can_send_local=lambda client: client.can_upload or not self.storage.is_local,
+        )
 
     def provider_for(self, request: VideoRequest) -> str:
         return request.provider or self.default_provider
 
+    def routed(self, request: VideoRequest) -> Route | None:
+        """Where an ``auto`` request goes (None: it names its provider, or nothing fits)."""
+        if self.provider_for(request) != AUTO:
+            return None
+        return self.router.route(request)
+
     def model_for(self, request: VideoRequest) -> str:
         name = self.provider_for(request)
+        if name == AUTO:
+            route = self.routed(request)
+            return route.model if route else ""
         client = self.providers.get(name)
         return capabilities.resolve_model(name, request.model or (client.model if client else None))
 
     def validate(self, request: VideoRequest, provider: str) -> None:
         """Capability check (no HTTP) for ``provider``, with the configured default model."""
+        if provider == AUTO:
+            if self.routed(request) is None:
+                raise InvalidRequestError(
+                    "provider",
+                    AUTO,
+                    f"a request some configured seller accepts ({self.router.explain(request)})",
+                    request_key=request.key,
+                )
+            return
         client = self.providers.get(provider)
         if client is None:
             raise InvalidRequestError(
@@ -56,13 +89,21 @@ class OmniRuntime:
         )
 
     def can_extend(self, request: VideoRequest, provider: str) -> bool:
+        if provider == AUTO:  # candidates are only sellers that can take the parent's video
+            return self.routed(request) is not None
         return capabilities.get(provider, self.model_for(request)).extension is not None
 
     def register(self, requests: list[VideoRequest]) -> RegisterResult:
-        """Register ``requests``, each with the estimate of what it will cost where it goes."""
+        """Register ``requests``, each with the estimate of what it will cost where it goes;
+        ``auto`` ones routed (``routed_to``, ``route_reason``, ``candidates`` in the history)."""
         items = []
         for r in requests:
-            provider, model = self.provider_for(r), self.model_for(r)
+            route = self.routed(r)
+            if route is not None:
+                provider, model = route.routed_to, route.model
+            else:
+                provider, model = self.provider_for(r), self.model_for(r)
             estimate = self.spend.charge(r, provider, model)
-            items.append(RegisterItem.for_request(r, provider, model, estimate))
+            detail = route.to_dict() if route else None
+            items.append(RegisterItem.for_request(r, provider, model, estimate, detail))
         return self.registry.register(items)

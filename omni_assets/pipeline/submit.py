@@ -33,10 +33,15 @@ from ..registry import BudgetExceededError, Record, RecordState, Registry, State
 from ..request import VideoRequest
 from ..storage import VideoStorage
 from .budget import SpendPolicy
+from .failover import BreakerPolicy, SellerHealth, healthy_seller
+from .routing import AUTO, Router, translate
 from .sources import ResolvedSource, resolve_source
 
 __all__ = [
+    "HOLD",
     "PROVIDER_REFUSALS",
+    "RESUBMIT",
+    "UNKNOWN_CHOICES",
     "RateLimiter",
     "SubmitLimits",
     "SubmitReport",
@@ -47,6 +52,11 @@ __all__ = [
 
 log = logging.getLogger("omni_assets.pipeline.submit")
 
+HOLD, RESUBMIT = "hold", "resubmit"
+#: What to do with an ``unknown`` create where the provider documents nothing: ``hold`` (the
+#: default: wait for the user) or ``resubmit`` (the user accepts that it may pay twice).
+UNKNOWN_CHOICES = (HOLD, RESUBMIT)
+MAX_RESUBMITS = 3  # per request: resubmitting is bounded like every other retry
 NOT_CONFIGURED = "ProviderNotConfigured"
 # Refusals of a whole provider until someone acts (a key, a top-up, the configuration): its
 # requests stay pending. As named in a record's ``error["error"]``.
@@ -102,6 +112,9 @@ class SubmitReport:
     blocked_providers: dict[str, str] = field(default_factory=dict)  # auth/balance problems
     over_budget: dict[str, str] = field(default_factory=dict)  # key -> "budget: ... spent today"
     newly_over_budget: list[str] = field(default_factory=list)  # not waiting on budget before
+    hops: dict[str, list[str]] = field(default_factory=dict)  # key -> ["crun->apimart", ...]
+    resubmitted: dict[str, str] = field(default_factory=dict)  # unknown, resubmitted as chosen
+    no_seller: dict[str, str] = field(default_factory=dict)  # routed, and every seller is out
 
 
 def idempotency_key(record: Record) -> str:
@@ -162,17 +175,30 @@ def submit_pending(
     max_submissions: int | None = None,
     keys: Iterable[str] | None = None,
     spend: SpendPolicy | None = None,
+    router: Router | None = None,
+    breaker: BreakerPolicy | None = None,
+    on_unknown: Mapping[str, str] | None = None,
 ) -> SubmitReport:
     """Submit what the budgets allow (only ``keys`` when given); report what happened to each.
 
     ``spend`` prices each submission and books its estimate against the budget (``OMNI_BUDGET``)
     in the same registry transaction as the intent; over budget, a request stays pending.
+    ``router`` lets ``provider: auto`` requests fail over to another seller where nothing was
+    paid (``failover.py``); ``breaker`` tunes when a seller counts as unhealthy. ``on_unknown``
+    maps a provider to ``hold`` (default) or ``resubmit`` for creates whose outcome is unknown.
     """
-    spend = spend or SpendPolicy()
-    limits = limits or {}
-    limiters = dict(rate_limiters or {})
-    report = SubmitReport()
-    budget: dict[str, int] = {}
+    run = _Pass(
+        registry,
+        providers,
+        storage,
+        SubmitReport(),
+        spend or SpendPolicy(),
+        limits or {},
+        dict(rate_limiters or {}),
+        SellerHealth(registry, breaker or BreakerPolicy(), time.time()),
+        on_unknown or {},
+    )
+    report = run.report
     wanted = set(keys) if keys is not None else None
     for record in registry.pending():
         if wanted is not None and record.key not in wanted:
@@ -180,38 +206,81 @@ def submit_pending(
         if max_submissions is not None and len(report.submitted) >= max_submissions:
             report.deferred.append(record.key)
             continue
-        name = record.provider
+        if router is None or record.request.get("provider") != AUTO:
+            run.submit(record)
+            continue
+        # Routed: one hop per seller at most, each after an answer that created nothing.
+        for _hop in router.policy.providers:
+            moved = healthy_seller(registry, router, record, run.health)
+            if isinstance(moved, str):
+                report.deferred.append(record.key)
+                report.no_seller[record.key] = moved
+                break
+            if moved.provider != record.provider:
+                report.hops.setdefault(record.key, []).append(
+                    f"{record.provider}->{moved.provider}"
+                )
+            record = moved
+            if run.submit(record):
+                break
+            after = registry.get(record.key)
+            if after is None or after.state is not RecordState.PENDING:
+                break
+            if not run.health.block(record.provider):
+                break
+            record = after
+    return report
+
+
+@dataclass
+class _Pass:
+    """One submit pass: what it works with, what it found, what it did."""
+
+    registry: Registry
+    providers: Mapping[str, Provider]
+    storage: VideoStorage
+    report: SubmitReport
+    spend: SpendPolicy
+    limits: Mapping[str, SubmitLimits]
+    limiters: dict[str, RateLimiter]
+    health: SellerHealth
+    on_unknown: Mapping[str, str]
+    budget: dict[str, int] = field(default_factory=dict)
+
+    def submit(self, record: Record) -> bool:
+        """Submit ``record`` to its seller within its limits; True if a task may exist."""
+        registry, report, name = self.registry, self.report, record.provider
         if name in report.blocked_providers:
             report.deferred.append(record.key)
-            continue
-        provider = providers.get(name)
+            return False
+        provider = self.providers.get(name)
         if provider is None:
             registry.record_submit_error(
                 record.key,
                 {
                     "error": NOT_CONFIGURED,
                     "message": f"provider {name!r} is not configured "
-                    f"here; configured: {', '.join(sorted(providers)) or 'none'}",
+                    f"here; configured: {', '.join(sorted(self.providers)) or 'none'}",
                 },
                 "not_created",
             )
             report.blocked_providers[name] = "not configured"
             report.deferred.append(record.key)
-            continue
-        limit = limits.get(name, SubmitLimits())
-        if name not in budget:
-            budget[name] = limit.max_in_flight - registry.in_flight_count(name)
-        if budget[name] <= 0:
+            return False
+        limit = self.limits.get(name, SubmitLimits())
+        if name not in self.budget:
+            self.budget[name] = limit.max_in_flight - registry.in_flight_count(name)
+        if self.budget[name] <= 0:
             report.deferred.append(record.key)
-            continue
+            return False
         parent = _parent_ready(registry, record, report)
         if parent is False or parent is True:
-            continue
-        limiter = limiters.setdefault(name, RateLimiter(limit.rate_per_s))
-        outcome = _submit_one(registry, provider, storage, record, parent, limiter, report, spend)
+            return False
+        limiter = self.limiters.setdefault(name, RateLimiter(limit.rate_per_s))
+        outcome = _submit_one(self, provider, record, parent, limiter)
         if outcome:
-            budget[name] -= 1
-    return report
+            self.budget[name] -= 1
+        return outcome
 
 
 def _parent_ready(registry: Registry, record: Record, report: SubmitReport) -> Record | bool | None:
@@ -238,16 +307,22 @@ def _parent_ready(registry: Registry, record: Record, report: SubmitReport) -> R
 
 
 def _submit_one(
-    registry: Registry,
+    run: _Pass,
     provider: Provider,
-    storage: VideoStorage,
     record: Record,
     parent: Record | None,
     limiter: RateLimiter,
-    report: SubmitReport,
-    spend: SpendPolicy,
 ) -> bool:
+    registry, storage, report, spend, health = (
+        run.registry,
+        run.storage,
+        run.report,
+        run.spend,
+        run.health,
+    )
     request = VideoRequest.model_validate_json(record.request_json)
+    if request.provider == AUTO:  # routed: the seller's own model, neutral fields unchanged
+        request = translate(request, record.provider, record.model)
     key = record.key
     try:
         provider.validate(request)
@@ -260,6 +335,7 @@ def _submit_one(
         _fail_before_post(registry, record, exc.to_dict() | {"field": exc.field}, report)
         return False
     except ProviderError as exc:  # an upload failed: nothing was paid for yet
+        health.record(provider.name, exc)
         return _provider_refused(registry, record, provider, exc, report)
     extend_from = _extend_from(provider, request, parent)
     idem = idempotency_key(record)
@@ -293,15 +369,34 @@ def _submit_one(
             log.warning("submit outcome unknown for %s; will replay: %s", key, exc)
             return True
         registry.record_submit_error(key, exc.to_dict(), "unknown")
+        if _resubmit_unknown(registry, key, run.on_unknown.get(provider.name, HOLD)):
+            report.resubmitted[key] = str(exc)
+            log.warning("submit outcome unknown for %s; resubmitting as asked: %s", key, exc)
+            return True
         report.unknown[key] = str(exc)
         log.warning("submit outcome unknown for %s: %s", key, exc)
         return True  # it may be running: it counts against the budget
     except ProviderError as exc:
+        health.record(provider.name, exc)
         return _provider_refused(registry, record, provider, exc, report, after_intent=True)
     crashpoint("after_post")
     registry.record_submitted(key, ref)
+    health.record(provider.name, None)
     report.submitted.append(key)
     log.info("submitted %s to %s as task %s", key, provider.name, ref.task_id)
+    return True
+
+
+def _resubmit_unknown(registry: Registry, key: str, choice: str) -> bool:
+    """With ``resubmit`` chosen for this provider, put an unknown submission back to pending
+    (a new attempt; the old one keeps its reservation: it may have been paid), at most
+    :data:`MAX_RESUBMITS` times per request."""
+    if choice != RESUBMIT:
+        return False
+    done = sum(1 for e in registry.history(key) if e.event == "retried" and e.detail.get(RESUBMIT))
+    if done >= MAX_RESUBMITS:
+        return False
+    registry.retry(key, {RESUBMIT: True, "by": "OMNI_ON_UNKNOWN"})
     return True
 
 

@@ -35,6 +35,7 @@ from .errors import (
     ProviderUnavailableError,
     SubmitOutcomeUnknownError,
 )
+from .guidance import DOCUMENTED_CREATE_RETRIES
 from .http import (
     AsyncTransports,
     ClientOptions,
@@ -278,7 +279,7 @@ class ProviderClient:
                 lambda: self.dialect.submit_request(self._endpoint, body, key),
                 self.options.submit_retry,
                 read_timeout=self.options.submit_read_timeout,
-                allow=None if idempotent else (lambda exc: not maybe_created(exc)),
+                allow=None if idempotent else self._submit_retry_rule(),
             )
             submitted = self.dialect.parse_submit(response)
         except SubmitOutcomeUnknownError:
@@ -297,6 +298,27 @@ class ProviderClient:
             idempotency_key=key,
             request_id=submitted.request_id,
         )
+
+    def _submit_retry_rule(self) -> Callable[[ProviderError], bool]:
+        """Retry a create only when it created nothing, or as the provider's document says."""
+        documented = DOCUMENTED_CREATE_RETRIES.get(self.name)
+        retried = 0
+
+        def allow(exc: ProviderError) -> bool:
+            nonlocal retried
+            if not maybe_created(exc):
+                return True
+            if documented is None or exc.status_code not in documented.statuses:
+                return False
+            if retried >= documented.attempts - 1:
+                return False
+            retried += 1
+            logger.info(
+                "%s: create answered %s; retrying as documented", self.name, exc.status_code
+            )
+            return True
+
+        return allow
 
     def status(self, ref: TaskRef) -> TaskStatus:
         """One status reading; transient failures are retried (a GET is safe to repeat)."""

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Row
 
 from ..providers.base import TaskRef, TaskStatus
 from . import costs as ledger
+from . import health
 from . import store as db
 from .model import (
     TRANSITIONS,
@@ -132,14 +133,19 @@ class Registry(RegistryStore):
                     for i in fresh:
                         if i.estimate is not None:
                             ledger.record_estimate(conn, i.key, 1, i.estimate, now)
+                    routed = [(i.key, "routed", dict(i.route)) for i in fresh if i.route]
+                    if routed:
+                        self._log(conn, routed, now)
                 for key, row in existing.items():
                     if row.fingerprint == batch[key].fingerprint:
                         result.unchanged.append(key)
                     elif self._supersede(conn, row, batch[key], now):
                         result.changed.append(key)
-                        estimate = batch[key].estimate
+                        estimate, route = batch[key].estimate, batch[key].route
                         if estimate is not None:
                             ledger.record_estimate(conn, key, row.attempt + 1, estimate, now)
+                        if route:
+                            self._log(conn, [(key, "routed", dict(route))], now)
                     else:
                         result.deferred.append(key)
         return result
@@ -259,6 +265,61 @@ class Registry(RegistryStore):
             return rows
         wanted = set(keys)
         return [r for r in rows if r.key in wanted]
+
+    # -- routing ----------------------------------------------------------------------------------
+
+    def reroute(self, key: str, provider: str, model: str, detail: dict[str, Any]) -> bool:
+        """A pending request moves to another seller (a failover hop, in its history)."""
+        with self._write() as conn:
+            stmt = sa.update(db.records_table).where(_c.key == key, _c.state == S.PENDING.value)
+            moved = conn.execute(stmt.values(provider=provider, model=model)).rowcount == 1
+            if moved:
+                self._log(conn, [(key, "failover", {**detail, "routed_to": provider})])
+        return moved
+
+    def routes(self, key: str) -> list[dict[str, Any]]:
+        """Where ``key`` was routed and every failover hop since, oldest first."""
+        return [
+            {"event": e.event, "at": e.at, **e.detail}
+            for e in self.history(key)
+            if e.event in ("routed", "failover")
+        ]
+
+    def generation_samples(self, per_provider: int = 100) -> dict[str, list[float]]:
+        """provider -> seconds from submission to finished, of its latest finished tasks."""
+        done = [S.READY.value, S.MATERIALIZING.value, S.MATERIALIZED.value]
+        query = (
+            sa.select(_c.provider, _c.remote_done_at - _c.submitted_at)
+            .where(_c.state.in_(done), _c.remote_done_at.is_not(None))
+            .where(_c.submitted_at.is_not(None))
+            .order_by(_c.remote_done_at.desc())
+            .limit(per_provider * 8)
+        )
+        out: dict[str, list[float]] = {}
+        with self._read() as conn:
+            for provider, seconds in conn.execute(query):
+                samples = out.setdefault(provider, [])
+                if len(samples) < per_provider:
+                    samples.append(max(0.0, float(seconds)))
+        return out
+
+    def record_seller(self, provider: str, outcome: str, detail: str = "") -> None:
+        """What ``provider`` answered a submission: ok, error (nothing created) or refused."""
+        if outcome not in health.OUTCOMES:
+            raise ValueError(f"outcome {outcome!r}; allowed: {', '.join(health.OUTCOMES)}")
+        now = self._clock()
+        with self._write() as conn:
+            conn.execute(
+                sa.insert(health.seller_events_table).values(
+                    provider=provider, at=now, outcome=outcome, detail=detail[:500]
+                )
+            )
+            health.prune(conn, now - 86_400)
+
+    def seller_events(self, provider: str, since: float) -> list[tuple[float, str, str]]:
+        """(at, outcome, detail) of ``provider``'s submissions since ``since``, newest first."""
+        with self._read() as conn:
+            return health.recent(conn, provider, since)
 
     def budget_freed_at(self) -> float:
         """When budget was last given back or settled (a waiting request may fit since)."""
@@ -472,11 +533,12 @@ class Registry(RegistryStore):
 
     # -- user actions ---------------------------------------------------------------------------
 
-    def retry(self, key: str) -> Record:
+    def retry(self, key: str, reason: dict[str, Any] | None = None) -> Record:
         """Try a failed, unknown or cancelled request again: the ONLY way one is resubmitted.
 
         -> pending with attempt + 1 (a new idempotency key, a new paid task). A failure that was
         only a poll deadline (``error["resumable"]``) keeps its task and goes back to in_flight.
+        ``reason`` goes into the history event (who asked, and why).
         """
         record = self.get(key)
         if record is None:
@@ -493,7 +555,8 @@ class Registry(RegistryStore):
             moved = self._move(key, "resumed", values, {"task_id": record.task_id}, guard)
         else:
             attempt = {"attempt": record.attempt + 1}
-            moved = self._move(key, "retried", {**db.FRESH, **attempt}, attempt, guard)
+            detail = {**attempt, **(reason or {})}
+            moved = self._move(key, "retried", {**db.FRESH, **attempt}, detail, guard)
         if not moved:
             raise ValueError(f"cannot retry {key!r}: it changed state meanwhile; look again")
         return self.get(key)  # type: ignore[return-value]

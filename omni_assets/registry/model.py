@@ -224,10 +224,17 @@ class RegisterItem:
     parent_key: str | None = None
     #: What the video is expected to cost there (None: the model has no price).
     estimate: Charge | None = field(default=None, compare=False)
+    #: ``provider: auto``: where it was routed and why (``routed_to``, ``route_reason``...).
+    route: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @classmethod
     def for_request(
-        cls, request: VideoRequest, provider: str, model: str, estimate: Charge | None = None
+        cls,
+        request: VideoRequest,
+        provider: str,
+        model: str,
+        estimate: Charge | None = None,
+        route: Mapping[str, Any] | None = None,
     ) -> RegisterItem:
         """``request`` under its own key, going to ``provider``/``model``."""
         return cls(
@@ -238,6 +245,7 @@ class RegisterItem:
             request_json=request.model_dump_json(),
             parent_key=request.extends,
             estimate=estimate,
+            route=route,
         )
 
 
