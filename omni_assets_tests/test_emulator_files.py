@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -11,9 +12,12 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from starlette.requests import Request
 
 from omni_assets.emulator import EmulatorServer
 from omni_assets.emulator.downloads import parse_range
+from omni_assets.emulator.errors import ApiError
+from omni_assets.emulator.multipart import discard, read_form
 from omni_assets.emulator.video import free_box_header, iter_padded
 
 from .test_emulator_support import (
@@ -271,3 +275,50 @@ def test_crun_callback_is_delivered_to_loopback(fresh_emulator: EmulatorServer) 
         time.sleep(0.05)
     callbacks = fresh_emulator.audit()["callbacks"]
     assert len(received) == 1 and callbacks[0]["status"] == 200
+
+
+def _form_request(body: bytes, boundary: str = "XyZ", *, declare_length: bool = True) -> Request:
+    """A Starlette request whose body arrives in 1 KB chunks, as from a socket."""
+    chunks = [body[i : i + 1024] for i in range(0, len(body), 1024)] or [b""]
+    headers = [(b"content-type", f"multipart/form-data; boundary={boundary}".encode())]
+    if declare_length:
+        headers.append((b"content-length", str(len(body)).encode()))
+
+    async def receive() -> dict[str, object]:
+        chunk = chunks.pop(0) if chunks else b""
+        return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+
+    return Request({"type": "http", "method": "POST", "headers": headers}, receive)
+
+
+def _part(disposition: str, content: bytes, content_type: str | None = None) -> bytes:
+    head = f"--XyZ\r\nContent-Disposition: form-data; {disposition}\r\n"
+    if content_type:
+        head += f"Content-Type: {content_type}\r\n"
+    return head.encode() + b"\r\n" + content + b"\r\n"
+
+
+def test_multipart_bodies_stream_to_disk_and_bad_ones_leave_nothing(tmp_path: Path) -> None:
+    image = bytes(range(256)) * 400  # 100 KB: many chunks
+    good = _part('name="file"; filename="a b.png"', image, "image/png")
+    good += _part('name="purpose"', b"generation") + b"--XyZ--\r\n"
+    form = asyncio.run(read_form(_form_request(good), tmp_path, limit=2**20))
+    assert form.fields == {"purpose": "generation"}
+    part = form.files["file"]
+    assert (part.filename, part.content_type, part.size) == ("a b.png", "image/png", len(image))
+    assert part.path.read_bytes() == image
+    discard(form)
+    refused = {
+        "given more than once": _part('name="x"', b"1") + _part('name="x"', b"2") + b"--XyZ--",
+        "without a field name": _part('filename="a.png"', b"...") + b"--XyZ--",
+        "too long": _part('name="x"', b"y" * (65 * 1024)) + b"--XyZ--",
+        "malformed": _part('name="file"; filename="a.png"', image)[:-2],  # cut off, no end
+    }
+    for message, body in refused.items():
+        with pytest.raises(ApiError, match=message):
+            asyncio.run(read_form(_form_request(body), tmp_path, limit=2**20))
+    # Past the limit with no Content-Length to refuse it up front: stopped as it streams.
+    huge = _part('name="file"; filename="a.png"', bytes(3 * 2**20)) + b"--XyZ--"
+    with pytest.raises(ApiError, match="too large"):
+        asyncio.run(read_form(_form_request(huge, declare_length=False), tmp_path, limit=2**20))
+    assert list(tmp_path.iterdir()) == []
