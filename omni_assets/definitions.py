@@ -32,6 +32,7 @@ from .schedules import build_refresh_schedule
 from .sensors import build_poll_sensor, build_requests_sensor
 from .settings import Settings
 from .source_images import source_images_dep, source_images_spec
+from .spend_asset import build_spend_asset
 
 __all__ = ["build_definitions"]
 
@@ -72,7 +73,14 @@ def build_definitions(
         "omni_registry": registry or OmniRegistryResource(),
     }
     return Definitions(
-        assets=[video, source_images_spec, build_lineage_asset(), *intake_assets, *extra_assets],
+        assets=[
+            video,
+            source_images_spec,
+            build_lineage_asset(),
+            build_spend_asset(),
+            *intake_assets,
+            *extra_assets,
+        ],
         jobs=[submit_job, materialize_job],
         schedules=[build_refresh_schedule(refresh, keys, submit_job)] if refresh else [],
         sensors=[

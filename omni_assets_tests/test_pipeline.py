@@ -61,12 +61,18 @@ def test_the_default_location_holds_only_omni_assets_own_assets() -> None:
     def asset_names(defs: Definitions) -> set[str]:
         return {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
 
-    assert asset_names(default_defs) == {"omni_video", "source_images", "omni_lineage"}
+    assert asset_names(default_defs) == {
+        "omni_video",
+        "source_images",
+        "omni_lineage",
+        "omni_spend",
+    }
     Definitions.validate_loadable(example_defs)
     assert asset_names(example_defs) == {
         "omni_video",
         "source_images",
         "omni_lineage",
+        "omni_spend",
         "product_catalog_prompts",
         "product_catalog_prompts_video_requests",
     }

@@ -50,8 +50,8 @@ SUMMARY_HEADER = ["key", "provider", "status", "path", "duration", "cost", "sha2
 
 def _summary(records: Sequence[Any], storage: object, registry: object) -> str:
     """The per-request table with each video's cost, and the total under it."""
+    from ..pipeline.spend import cost_cells, total_line
     from ..registry import Registry
-    from .spend import cost_cells, total_line
 
     assert isinstance(registry, Registry)
     keys = [r.key for r in records]
