@@ -33,6 +33,7 @@ from dagster import (
 
 from .assets import VIDEO_ASSET_KEY, omni_video_partitions, report_failure
 from .jobs import MATERIALIZE_JOB, SUBMIT_JOB
+from .pipeline.failover import fail_over_unpaid_failures
 from .pipeline.intake import Intake, check_requests, load_requests_file
 from .pipeline.poll import poll_in_flight
 from .pipeline.runtime import OmniRuntime
@@ -217,6 +218,9 @@ def poll_tick(context: SensorEvaluationContext, runtime: OmniRuntime) -> SensorR
         context.log.info(f"progress: {shown}" + (f" (+{more} more)" if more > 0 else ""))
     for key, raw in report.unrecognized.items():
         context.log.warning(f"{key}: unrecognized status {raw!r}, still polling")
+    for key, hop in fail_over_unpaid_failures(registry, runtime.router, report.failed).items():
+        context.log.warning(f"{key} failed uncharged and moves to another seller: {hop}")
+        report.failed.pop(key)
     for key in report.failed:
         record = registry.get(key)
         if record is None:

@@ -3,6 +3,7 @@ and the hold/resubmit choice for unknown creates — over the emulator, real HTT
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,51 @@ def test_resubmit_choice_for_unknown_creates_is_bounded(
         submit_pending(registry, providers, storage, keys=["r-9"], on_unknown=chosen)
     record = registry.get("r-9")
     assert record is not None and record.state is RecordState.UNKNOWN and record.attempt == 4
+
+
+def test_failover_after_a_failure_the_seller_did_not_charge(
+    tmp_path: Path, fresh_emulator: EmulatorServer
+) -> None:
+    from omni_assets.pipeline.failover import fail_over_unpaid_failures
+    from omni_assets.pipeline.poll import poll_in_flight
+    from omni_assets.pipeline.runtime import OmniRuntime
+
+    registry = Registry(f"sqlite:///{tmp_path / 'r.db'}")
+    providers = _clients(fresh_emulator, ("apimart", "crun"))
+    runtime = OmniRuntime(
+        registry,
+        VideoStorage(str(tmp_path / "s")),
+        providers,
+        "auto",
+        route=RoutePolicy(("apimart", "crun")),
+    )
+    runtime.register([VideoRequest(id="x-1", prompt="uncharged", provider="auto")])
+    fresh_emulator.configure(rate_task_failed=1.0)  # decided at creation: this task will fail
+    first = submit_pending(registry, providers, runtime.storage, router=runtime.router)
+    assert first.submitted == ["x-1"] and registry.get("x-1").provider == "apimart"  # type: ignore[union-attr]
+    fresh_emulator.configure(rate_task_failed=0.0)
+
+    def settle() -> None:
+        deadline = time.monotonic() + 30
+        while registry.counts()[RecordState.IN_FLIGHT] and time.monotonic() < deadline:
+            poll_in_flight(registry, providers)
+            time.sleep(0.1)
+
+    settle()
+    record = registry.get("x-1")
+    assert record is not None and record.state is RecordState.FAILED
+    failure = (record.error or {}).get("message", "")
+    assert "content policy" not in failure, failure  # seed 1: a generic upstream failure
+    # APIMart reported cost 0 for the failed task: moving on cannot pay twice.
+    assert fail_over_unpaid_failures(registry, runtime.router, ["x-1"]) == {"x-1": "apimart->crun"}
+    again = submit_pending(registry, providers, runtime.storage, router=runtime.router)
+    assert again.submitted == ["x-1"]
+    settle()
+    record = registry.get("x-1")
+    assert record is not None and record.state is RecordState.READY and record.provider == "crun"
+    tasks = fresh_emulator.audit()["tasks"]
+    assert [t["provider"] for t in tasks] == ["apimart", "crun"]
+    paid = [c for c in registry.costs() if c.spent_usd > 0]
+    assert [(c.provider, c.attempt) for c in paid] == [("crun", 2)]
+    # Only failed requests move: this one is done.
+    assert fail_over_unpaid_failures(registry, runtime.router, ["x-1"]) == {}

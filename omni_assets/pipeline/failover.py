@@ -6,7 +6,11 @@ A request with ``provider: auto`` moves on (a *hop*, in its registry history) on
   seller's recent 5xx/429/455/connect failures, or the seller answered 401 or 402 lately;
 * **after an answer that proves nothing was created**: the provider-error table
   (``providers/http.py``: connect errors, 429, 503, CRUN 455) and the refusals 401/402 — the
-  request is pending again with its reservation given back, and tries the next seller at once.
+  request is pending again with its reservation given back, and tries the next seller at once;
+* **after a definitive failure that was not charged**: the task ended ``failed`` (not for its
+  content, which another seller would refuse too) and the provider reported a cost of 0 for it,
+  or documents that failed tasks are not charged (``providers/guidance.py``): the request
+  becomes a new attempt on the next seller.
 
 It never moves after an ``unknown`` outcome (a POST that may have created a task): that request
 is not pending, and only the user settles it. Requests that name a provider never move.
@@ -15,6 +19,7 @@ is not pending, and only the user settles it. Requests that name a provider neve
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..providers.errors import (
@@ -23,11 +28,20 @@ from ..providers.errors import (
     ProviderError,
     RateLimitedError,
 )
-from ..registry import Record, Registry
+from ..providers.guidance import NOT_CHARGED_ON_FAILURE
+from ..providers.http import is_moderation
+from ..registry import Record, RecordState, Registry
 from ..request import VideoRequest
 from .routing import Router
 
-__all__ = ["BreakerPolicy", "SellerHealth", "healthy_seller", "seller_block", "seller_outcome"]
+__all__ = [
+    "BreakerPolicy",
+    "SellerHealth",
+    "fail_over_unpaid_failures",
+    "healthy_seller",
+    "seller_block",
+    "seller_outcome",
+]
 
 log = logging.getLogger("omni_assets.pipeline.failover")
 
@@ -129,3 +143,46 @@ def healthy_seller(
     log.warning("%s: failover %s -> %s (%s)", record.key, record.provider, route.routed_to, why)
     moved = registry.get(record.key)
     return moved if moved is not None else "it is no longer registered"
+
+
+def _not_charged(registry: Registry, record: Record) -> str | None:
+    """Why the failed task of ``record`` cost nothing, or None when that is not known."""
+    cost = registry.cost_of(record.key)
+    if cost is not None and cost.actual == 0:
+        return f"{record.provider} reported a cost of 0 for the failed task"
+    return NOT_CHARGED_ON_FAILURE.get(record.provider)
+
+
+def fail_over_unpaid_failures(
+    registry: Registry, router: Router, keys: Iterable[str]
+) -> dict[str, str]:
+    """Routed requests among ``keys`` whose task failed uncharged -> a new attempt elsewhere.
+
+    Returns ``{key: "crun->apimart"}`` for each request moved. At most one hop per seller.
+    """
+    moved: dict[str, str] = {}
+    for record in registry.get_many(keys):
+        if record.state is not RecordState.FAILED or record.request.get("provider") != "auto":
+            continue
+        error = record.error or {}
+        if error.get("error") != "TaskFailedError":
+            continue
+        if is_moderation(f"{error.get('code') or ''} {error.get('message') or ''}"):
+            continue  # refused for its content: another seller would refuse it too
+        why = _not_charged(registry, record)
+        routes = registry.routes(record.key)
+        hops = sum(r["event"] == "failover" for r in routes)
+        if why is None or hops >= len(router.policy.providers):
+            continue
+        tried = {str(r.get("from")) for r in routes if r["event"] == "failover"}
+        tried.add(record.provider)
+        route = router.route(VideoRequest.model_validate_json(record.request_json), exclude=tried)
+        if route is None:
+            continue
+        because = f"task failed uncharged ({why}): {error.get('message')}"
+        registry.retry(record.key, {"failover": True, "because": because})
+        detail = {"from": record.provider, "because": because, **route.to_dict()}
+        if registry.reroute(record.key, route.routed_to, route.model, detail):
+            moved[record.key] = f"{record.provider}->{route.routed_to}"
+            log.warning("%s: failover after an uncharged failure: %s", record.key, because)
+    return moved

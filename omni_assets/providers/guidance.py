@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-__all__ = ["DOCUMENTED_CREATE_RETRIES", "CreateRetry"]
+__all__ = ["DOCUMENTED_CREATE_RETRIES", "NOT_CHARGED_ON_FAILURE", "CreateRetry"]
 
 
 @dataclass(frozen=True)
@@ -34,5 +34,15 @@ DOCUMENTED_CREATE_RETRIES: Mapping[str, CreateRetry] = MappingProxyType(
             source="seed 004 (ToAPIs gemini_omni, Common Errors): '500 internal_error: Transient "
             "upstream error ... Retry 2-3 times with short delays; escalate if persistent'",
         ),
+    }
+)
+
+
+#: provider -> where it says a generation that ends ``failed`` is not charged. Elsewhere only the
+#: provider's own figure for the failed task (APIMart ``cost`` 0, CRUN ``credits`` 0) proves it.
+NOT_CHARGED_ON_FAILURE: Mapping[str, str] = MappingProxyType(
+    {
+        "toapis": "seed 004 (ToAPIs FAQ): 'An image or video task failed, but the user was still "
+        "charged' is explained as a request sent through a chat endpoint, not the video task API",
     }
 )

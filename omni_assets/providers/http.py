@@ -53,6 +53,7 @@ __all__ = [
     "RetryPolicy",
     "Secret",
     "classify_error",
+    "is_moderation",
     "maybe_created",
     "outcome_unknown",
     "parse_retry_after",
@@ -247,6 +248,11 @@ class ErrorInfo:
     retry_after: float | None = None
     request_id: str | None = None
     http_status: int | None = None
+
+
+def is_moderation(text: str) -> bool:
+    """Whether a provider's message or code says the content was refused (moderation)."""
+    return bool(_MODERATION.search(text))
 
 
 def classify_error(
