@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from omni_assets.request import VideoRequest
 from omni_assets.storage import VideoStorage
 
 from .pipeline_env import pipeline_env, temporary_env
+from .servers import PostgresServer
 
 MODEL = "Omni-Flash-Ext"
 # Our estimate is 0.5 USD a second; the emulator's APIMart reports 0.1 a second at 720p, so
@@ -50,8 +52,10 @@ def _client(base_url: str) -> Any:
     return get_provider("apimart", api_key="sk-budget", base_url=base_url, model=MODEL)
 
 
-def _submit(registry_url: str, base_url: str, storage: str, budget: str, barrier: Any) -> int:
-    """One submitter process: waits for the other, then submits everything it can."""
+def _submit(
+    registry_url: str, base_url: str, storage: str, budget: str, barrier: Any, keys: list[str]
+) -> int:
+    """One submitter process: waits for the other, then submits what it can of ``keys``."""
     registry = Registry(registry_url)
     spend = SpendPolicy(PRICES, parse_budget(budget), run=None)
     barrier.wait(timeout=60)
@@ -61,6 +65,7 @@ def _submit(registry_url: str, base_url: str, storage: str, budget: str, barrier
         VideoStorage(storage),
         limits={"apimart": SubmitLimits(max_in_flight=100, rate_per_s=1000)},
         spend=spend,
+        keys=keys,
     )
     registry.close()
     return len(report.submitted)
@@ -79,8 +84,18 @@ def test_budget_parsing() -> None:
         parse_budget('{"week": 3}')
 
 
-def test_two_submitter_processes_stop_at_exactly_n(tmp_path: Path, fresh_emulator: Any) -> None:
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database(f"b_{uuid.uuid4().hex[:16]}")
+
+
+def test_two_submitter_processes_stop_at_exactly_n(
+    tmp_path: Path, fresh_emulator: Any, registry_url: str
+) -> None:
+    url = registry_url
     budget = f"day={N * ESTIMATE}"
     registry = Registry(url)
     _register(registry, _requests(10), SpendPolicy(PRICES))
@@ -88,7 +103,9 @@ def test_two_submitter_processes_stop_at_exactly_n(tmp_path: Path, fresh_emulato
     with context.Manager() as manager, ProcessPoolExecutor(2, mp_context=context) as pool:
         barrier = manager.Barrier(2)
         args = (url, fresh_emulator.base_url("apimart"), str(tmp_path / "s"), budget, barrier)
-        counts = [f.result(timeout=120) for f in [pool.submit(_submit, *args) for _ in (1, 2)]]
+        # Each process its own half of the keys: they book at the same time, never the same key.
+        halves = [[f"b-{i:02d}" for i in range(10) if i % 2 == p] for p in (0, 1)]
+        counts = [f.result(timeout=120) for f in [pool.submit(_submit, *args, h) for h in halves]]
     assert sum(counts) == N, counts
     states = [r.state for r in registry.records()]
     assert states.count(RecordState.IN_FLIGHT) == N
