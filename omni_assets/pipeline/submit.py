@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +33,7 @@ from ..request import VideoRequest
 from ..storage import VideoStorage
 from .budget import SpendPolicy
 from .failover import BreakerPolicy, SellerHealth, healthy_seller
+from .limits import RateLimiter, SubmitLimits
 from .routing import AUTO, Router, translate
 from .sources import ResolvedSource, resolve_source
 
@@ -63,44 +63,6 @@ NOT_CONFIGURED = "ProviderNotConfigured"
 PROVIDER_REFUSALS = frozenset(
     {AuthenticationError.__name__, InsufficientBalanceError.__name__, NOT_CONFIGURED}
 )
-
-
-@dataclass(frozen=True)
-class SubmitLimits:
-    """Per-provider submission limits."""
-
-    max_in_flight: int = 20
-    rate_per_s: float = 2.0
-
-
-class RateLimiter:
-    """A token bucket: at most ``rate`` acquisitions per second, bursts of ``burst``."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float = 1.0,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.rate, self.burst = rate, burst
-        self._tokens, self._clock, self._sleep = burst, clock, sleep
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            if self._tokens < 1:
-                wait = (1 - self._tokens) / self.rate
-                self._sleep(wait)
-                self._last = self._clock()
-                self._tokens = 0.0
-            else:
-                self._tokens -= 1
 
 
 @dataclass
