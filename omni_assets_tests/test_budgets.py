@@ -19,6 +19,7 @@ from omni_assets.pipeline.budget import Budget, SpendPolicy, parse_budget
 from omni_assets.pipeline.poll import poll_in_flight
 from omni_assets.pipeline.submit import SubmitLimits, submit_pending
 from omni_assets.providers import get_provider
+from omni_assets.providers.polling import PollPolicy
 from omni_assets.providers.prices import DEFAULT_PRICES, Price
 from omni_assets.registry import RecordState, RegisterItem, Registry
 from omni_assets.request import VideoRequest
@@ -139,7 +140,7 @@ def test_waiting_reason_in_status_and_settled_with_the_reported_cost(
     time.sleep(0.5)
     deadline = time.monotonic() + 30
     while registry.counts()[RecordState.IN_FLIGHT] and time.monotonic() < deadline:
-        poll_in_flight(registry, providers)
+        poll_in_flight(registry, providers, policies={"apimart": PollPolicy(interval_s=0.2)})
         time.sleep(0.1)
     settled = [r for r in registry.costs() if r.state == "charged"]
     assert [(r.actual, r.actual_usd) for r in settled] == [(0.4, 0.4)] * N

@@ -205,6 +205,7 @@ def test_failover_after_a_failure_the_seller_did_not_charge(
     from omni_assets.pipeline.failover import fail_over_unpaid_failures
     from omni_assets.pipeline.poll import poll_in_flight
     from omni_assets.pipeline.runtime import OmniRuntime
+    from omni_assets.providers.polling import PollPolicy
 
     registry = Registry(f"sqlite:///{tmp_path / 'r.db'}")
     providers = _clients(fresh_emulator, ("apimart", "crun"))
@@ -221,10 +222,12 @@ def test_failover_after_a_failure_the_seller_did_not_charge(
     assert first.submitted == ["x-1"] and registry.get("x-1").provider == "apimart"  # type: ignore[union-attr]
     fresh_emulator.configure(rate_task_failed=0.0)
 
+    fast = {name: PollPolicy(interval_s=0.2) for name in providers}
+
     def settle() -> None:
         deadline = time.monotonic() + 30
         while registry.counts()[RecordState.IN_FLIGHT] and time.monotonic() < deadline:
-            poll_in_flight(registry, providers)
+            poll_in_flight(registry, providers, policies=fast)
             time.sleep(0.1)
 
     settle()
