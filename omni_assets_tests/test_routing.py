@@ -248,3 +248,49 @@ def test_failover_after_a_failure_the_seller_did_not_charge(
     assert [(c.provider, c.attempt) for c in paid] == [("crun", 2)]
     # Only failed requests move: this one is done.
     assert fail_over_unpaid_failures(registry, runtime.router, ["x-1"]) == {}
+
+
+def test_omni_provider_auto_with_real_keys_through_omni_assets_run(
+    tmp_path: Path, fresh_emulator: EmulatorServer
+) -> None:
+    """``OMNI_PROVIDER=auto`` outside emulator mode: the sellers are those with a key."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    requests = tmp_path / "requests.yaml"
+    requests.write_text(
+        yaml.safe_dump({"requests": [{"id": f"cli-{i}", "prompt": f"cli {i}"} for i in range(3)]})
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNI_") and "_API_KEY" not in k}
+    env.update(
+        {
+            "DAGSTER_HOME": str(tmp_path / "home"),
+            "OMNI_PROVIDER": "auto",
+            "OMNI_ROUTE": "crun,toapis cheapest",
+            "OMNI_STORAGE_URL": str(tmp_path / "storage"),
+            "OMNI_REGISTRY_URL": f"sqlite:///{tmp_path / 'registry.db'}",
+            "TOAPIS_API_KEY": "sk-cli-toapis",
+            "TOAPIS_BASE_URL": fresh_emulator.base_url("toapis"),
+            "CRUN_API_KEY": "sk-cli-crun",
+            "CRUN_BASE_URL": fresh_emulator.base_url("crun"),
+            "OMNI_POLL_SENSOR_INTERVAL_S": "1",
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "omni_assets.cli", "run", str(requests), "--timeout", "120"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Defaults: ToAPIs 6 s at 0.08/s = 0.48 USD, CRUN 4 s at 5 credits/s = 0.40 USD: CRUN wins,
+    # and the table shows its reported cost in credits.
+    rows = [ln.split() for ln in done.stdout.splitlines() if ln.startswith("cli-")]
+    assert [r[1] for r in rows] == ["crun"] * 3, done.stdout
+    assert all("credits" in r for r in rows)
+    assert "total: 1.20 USD (3 reported by the provider, 0 at our estimate)" in done.stdout
+    assert {t["provider"] for t in fresh_emulator.audit()["tasks"]} == {"crun"}
