@@ -20,7 +20,7 @@ from omni_assets.pipeline.poll import poll_in_flight
 from omni_assets.pipeline.submit import SubmitLimits, submit_pending
 from omni_assets.providers import get_provider
 from omni_assets.providers.polling import PollPolicy
-from omni_assets.providers.prices import DEFAULT_PRICES, Price
+from omni_assets.providers.prices import DEFAULT_PRICES, Price, PriceTable
 from omni_assets.registry import RecordState, RegisterItem, Registry
 from omni_assets.request import VideoRequest
 from omni_assets.storage import VideoStorage
@@ -227,3 +227,18 @@ def test_the_partition_says_why_it_waits(tmp_path: Path, fresh_emulator: Any) ->
         result = driver.drive(timeout_s=120, interval_s=0.3)
         assert not result.timed_out and list(result.over_budget) == [waiting]
         assert sum(r.state is RecordState.MATERIALIZED for r in result.records) == 2
+
+
+def test_an_unpriced_model_waits_under_a_budget(tmp_path: Path, fresh_emulator: Any) -> None:
+    registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    unpriced = PriceTable([p for p in PRICES if p.model != MODEL])
+    _register(registry, _requests(1), SpendPolicy(unpriced))
+    providers = {"apimart": _client(fresh_emulator.base_url("apimart"))}
+    storage = VideoStorage(str(tmp_path / "s"))
+    held = submit_pending(registry, providers, storage, spend=SpendPolicy(unpriced, Budget(50)))
+    assert not held.submitted and "has no price" in held.over_budget["b-00"]
+    record = registry.get("b-00")
+    assert record is not None and "OMNI_PRICES" in (record.error or {})["message"]
+    assert fresh_emulator.audit()["counts"]["tasks"] == 0
+    # Without a budget there is nothing to hold it to.
+    assert submit_pending(registry, providers, storage, spend=SpendPolicy(unpriced)).submitted

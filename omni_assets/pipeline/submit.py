@@ -302,6 +302,17 @@ def _submit_one(
     extend_from = _extend_from(provider, request, parent)
     idem = idempotency_key(record)
     charge = spend.charge(request, provider.name, record.model)
+    if charge is None and spend.budget is not None:
+        reason = (
+            f"budget: {provider.name} {record.model} has no price, so no budget can hold it; "
+            "add it to OMNI_PRICES"
+        )
+        registry.hold_pending(
+            key, {"error": "BudgetExceeded", "message": reason, "at": time.time()}
+        )
+        report.over_budget[key] = reason
+        report.deferred.append(key)
+        return False
     try:
         if not registry.begin_submit(key, idem, charge=charge, limits=spend.limits(charge)):
             return False  # another process got there first
