@@ -80,7 +80,7 @@ class ProviderResource(ConfigurableResource, ProviderSettings):  # type: ignore[
     )
     max_download_bytes: int | None = Field(
         default=None,
-        description="The largest video body accepted; default OMNI_MAX_DOWNLOAD_BYTES (256 MiB).",
+        description="The largest video body accepted; default OMNI_MAX_DOWNLOAD_BYTES (384 MiB).",
     )
     allow_private_urls: bool | None = Field(
         default=None,

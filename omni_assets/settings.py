@@ -15,8 +15,8 @@
                       ``jimmyai=resubmit,crun=hold``.
 ``OMNI_PRICES``       a YAML/JSON price file overriding the shipped prices (docs/prices.md).
 ``OMNI_BUDGET``       spending limits: per day, per run, per tag value (docs/prices.md).
-``OMNI_MAX_DOWNLOAD_BYTES`` the largest video body accepted (default 268435456, 256 MiB: ten
-                      seconds of 4k, the largest video any model makes, at 100 Mbit/s, twice).
+``OMNI_MAX_DOWNLOAD_BYTES`` the largest video body accepted (default 402653184, 384 MiB:
+                      15 seconds of 4k, the largest video any model makes, at 100 Mbit/s, twice).
 ``OMNI_ALLOW_PRIVATE_URLS`` ``1`` to download videos from loopback/private/link-local addresses
                       other than the provider's own host (default: refused, docs/reliability.md).
 ``GOOGLE_VIDEO_DELIVERY`` ``inline`` (default: base64 inside the interaction) or ``uri``.

@@ -64,11 +64,12 @@ __all__ = [
 
 Op = Literal["submit", "status", "upload", "download"]
 
-# The largest video a model can make is 10 s of 4k (capabilities.py: no model goes past 10 s or
-# above 4k). Delivery encodes of 4k run at 35-68 Mbit/s (YouTube's upload recommendations for
-# 4k at 30-60 fps); even at 100 Mbit/s, 10 s is 125 MB. Twice that, as a margin, rounded up:
-# 256 MiB. A body past it is refused (a 1 GiB endless stream was once accepted).
-DEFAULT_MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
+# The largest video a model can make is 15 s of 4k (capabilities.py: google's
+# gemini-omni-1.2-flash goes to 15 s; no model is above 4k). Delivery encodes of 4k run at
+# 35-68 Mbit/s (YouTube's upload recommendations for 4k at 30-60 fps); even at 100 Mbit/s, 15 s
+# is 187.5 MB. Twice that, as a margin, rounded up: 384 MiB. A body past it is refused (a 1 GiB
+# endless stream was once accepted).
+DEFAULT_MAX_DOWNLOAD_BYTES = 384 * 1024 * 1024
 
 #: Statuses that say the request was refused before any work: safe to send again.
 NOT_CREATED_STATUSES = frozenset({429, 455, 503})

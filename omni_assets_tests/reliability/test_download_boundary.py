@@ -121,14 +121,14 @@ def test_downloads_have_a_size_limit(hostile: HostileServer, tmp_path: Path) -> 
 
 
 def test_the_default_size_limit_covers_the_largest_video_a_model_makes() -> None:
-    """10 s of 4k (the longest and largest in the capability tables) at 100 Mbit/s, twice."""
+    """15 s of 4k (the longest and largest in the capability tables) at 100 Mbit/s, twice."""
     from omni_assets.providers.capabilities import CAPABILITIES
     from omni_assets.providers.http import DEFAULT_MAX_DOWNLOAD_BYTES
 
     entries = [c for table in CAPABILITIES.values() for c in table.values()]
     longest = max(max(c.durations, default=c.fixed_duration or 10) for c in entries)
-    assert longest == 10
-    assert {r for c in entries for r in c.resolutions} <= {"720p", "1080p", "4k"}
+    assert longest == 15  # google's gemini-omni-1.2-flash
+    assert {r for c in entries for r in c.resolutions} <= {"360p", "720p", "1080p", "4k"}
     largest = longest * 100_000_000 // 8
     assert 2 * largest <= DEFAULT_MAX_DOWNLOAD_BYTES
 

@@ -1,6 +1,7 @@
 """Secrets: a full ``omni-assets run`` with a recognizable fake key per provider leaves no trace.
 
-Keys ``sk-LEAKCHECK-<provider>-<random>`` come from ``<PROVIDER>_API_KEY`` (through
+Keys ``sk-LEAKCHECK-<provider>-<random>`` come from ``<PROVIDER>_API_KEY`` (``GEMINI_API_KEY``
+for google; through
 ``dagster.EnvVar``, as ``resources.provider_resources`` wires them) and reach the emulator,
 which accepts any key. The run covers every dialect, an upload, a provider-side failure, an
 invalid request and a provider refusing the key (401). Then every byte Dagster, the registry and
@@ -23,6 +24,7 @@ import yaml
 from dagster import DagsterInstance, EnvVar, serialize_value
 
 from omni_assets.providers import PROVIDER_NAMES
+from omni_assets.providers.env import API_KEY_ENV, BASE_URL_ENV
 from omni_assets.resources import provider_resources
 from omni_assets.settings import Settings
 
@@ -70,8 +72,8 @@ def test_no_key_is_written_or_printed_anywhere(emulator: EmulatorProcess, tmp_pa
         "DAGSTER_HOME": str(home),
         "OMNI_PROVIDER": "apimart",
         "OMNI_STORAGE_URL": str(storage),
-        **{f"{p.upper()}_API_KEY": key for p, key in keys.items()},
-        **{f"{p.upper()}_BASE_URL": f"{emulator.url}/{p}" for p in PROVIDER_NAMES},
+        **{API_KEY_ENV[p][0]: key for p, key in keys.items()},
+        **{BASE_URL_ENV[p]: f"{emulator.url}/{p}" for p in PROVIDER_NAMES},
     }
     (tmp_path / "product.png").write_bytes((DEMO_DIR / "product.png").read_bytes())
     requests: list[dict[str, Any]] = [
@@ -86,6 +88,7 @@ def test_no_key_is_written_or_printed_anywhere(emulator: EmulatorProcess, tmp_pa
         },
         {"id": "toapis", "prompt": "a storm", "provider": "toapis", "duration": 6},
         {"id": "crun", "prompt": "a skyline", "provider": "crun", "duration": 4},
+        {"id": "google", "prompt": "a meadow", "provider": "google", "duration": 4},
         {
             "id": "fails",
             "prompt": "this one fails [emulator:fail]",
@@ -97,8 +100,8 @@ def test_no_key_is_written_or_printed_anywhere(emulator: EmulatorProcess, tmp_pa
     first = tmp_path / "requests.yaml"
     first.write_text(yaml.safe_dump({"requests": requests}))
     full = _run_cli(["run", str(first), "--timeout", "120"], env, timeout=240)
-    assert "5/5 materialized" not in full.stdout  # one fails at the provider, on purpose
-    assert "4/5 materialized" in full.stdout, full.stdout + full.stderr
+    assert "6/6 materialized" not in full.stdout  # one fails at the provider, on purpose
+    assert "5/6 materialized" in full.stdout, full.stdout + full.stderr
     # The provider refuses a key (401): the error path most likely to echo one.
     refused = tmp_path / "refused.yaml"
     refused.write_text(yaml.safe_dump({"requests": [{"id": "refused", "prompt": "y"}]}))
