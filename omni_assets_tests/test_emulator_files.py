@@ -140,6 +140,37 @@ def test_padding_keeps_the_mp4_playable(fresh_emulator: EmulatorServer) -> None:
     assert abs(duration - 4) <= 0.5 and width > height
 
 
+def test_download_speed_cap_is_per_connection(fresh_emulator: EmulatorServer) -> None:
+    """Each connection is paced to ``download_bytes_per_second``; two at once each get it, and
+    the audit counts them while they last."""
+    rate = 2_000_000
+    fresh_emulator.configure(video_padding_bytes=1_000_000, download_bytes_per_second=rate)
+    urls = [_video_url(fresh_emulator, "crun") for _ in range(2)]
+    times: list[float] = []
+
+    def fetch(url: str) -> None:
+        started = time.monotonic()
+        with client() as http:
+            assert len(http.get(url).content) > 1_000_000
+        times.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=fetch, args=(url,)) for url in urls]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    assert fresh_emulator.audit()["downloads_in_progress"] == 2
+    for thread in threads:
+        thread.join()
+    assert fresh_emulator.audit()["downloads_in_progress"] == 0
+    # ~1.0 MB at 2 MB/s: at least 0.5 s each; both in parallel, so not 1 s for the pair.
+    assert len(times) == 2 and all(0.45 <= t < 0.95 for t in times), times
+    fresh_emulator.configure(download_bytes_per_second=0)
+    started = time.monotonic()
+    with client() as http:
+        http.get(urls[0])
+    assert time.monotonic() - started < 0.3
+
+
 def test_200_mb_download_keeps_server_memory_flat(fresh_emulator: EmulatorServer) -> None:
     padding = 200 * 2**20
     fresh_emulator.configure(video_padding_bytes=padding)

@@ -72,6 +72,8 @@ Deliberate deviations from the real services
 * Where a provider lets "the model decide" the length (a reference/source video, APIMart's
   ``gemini-omni-flash-preview``, which takes no duration), the emulator renders 6 s.
 * ``video_padding_bytes`` appends a ``free`` box so files can be made large cheaply.
+* ``download_bytes_per_second`` caps every download connection (a CDN's per-connection speed),
+  so downloads take a while and can be the bottleneck.
 * CRUN callbacks are only delivered to 127.0.0.1/localhost; other callback URLs get 422.
 * Prices are reported where the real provider reports them (APIMart ``cost``/``credits_cost`` in
   the task status, CRUN ``credits`` in TaskInfo; JimmyAI and ToAPIs report none), but the

@@ -21,6 +21,7 @@ _SCALARS: dict[str, type] = {
     "retry_after_seconds": int,
     "rate_limit_per_s": float,
     "video_padding_bytes": int,
+    "download_bytes_per_second": float,
     "audit_log": str,
     "cache_dir": str,
 }

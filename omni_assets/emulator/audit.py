@@ -27,6 +27,9 @@ class Audit:
         self._events: dict[str, deque[dict[str, Any]]] = {}
         self._counts: Counter[str] = Counter()
         self._fingerprints: Counter[str] = Counter()
+        #: Download bodies being sent right now (live connections, so not reset by clear()):
+        #: lets a test act in the middle of a download.
+        self.downloads_in_progress = 0
         self.clear()
 
     def clear(self) -> None:
@@ -51,4 +54,5 @@ class Audit:
         data: dict[str, Any] = {kind: list(events) for kind, events in self._events.items()}
         data["counts"] = {kind: self._counts[kind] for kind in KINDS}
         data["fingerprints"] = dict(self._fingerprints)
+        data["downloads_in_progress"] = self.downloads_in_progress
         return data

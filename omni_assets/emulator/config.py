@@ -78,7 +78,9 @@ class EmulatorConfig:
 
     Files: ``url_ttl_seconds`` / ``upload_ttl_seconds`` per provider, ``video_padding_bytes``
     appended to every served video as a ``free`` box, rendered videos cached in ``cache_dir``
-    (a shared temp directory by default). ``audit_log`` appends every audit event as JSON lines.
+    (a shared temp directory by default). ``download_bytes_per_second`` caps each download
+    connection's speed (0 = no cap), so downloads, not generation, can be the bottleneck.
+    ``audit_log`` appends every audit event as JSON lines.
     """
 
     generation_seconds: float = 2.0
@@ -100,6 +102,7 @@ class EmulatorConfig:
         default_factory=lambda: dict(DEFAULT_UPLOAD_TTL)
     )
     video_padding_bytes: int = 0
+    download_bytes_per_second: float = 0.0
     audit_log: str | None = None
     cache_dir: str | None = None
     #: provider -> windows ``{"kind": "down"|"402"|"455"|"500", "start": epoch|None, "end":
@@ -116,6 +119,7 @@ class EmulatorConfig:
         _check_int(self.retry_after_seconds, "retry_after_seconds", low=0)
         _check_number(self.rate_limit_per_s, "rate_limit_per_s", low=0.0)
         _check_int(self.video_padding_bytes, "video_padding_bytes", low=0)
+        _check_number(self.download_bytes_per_second, "download_bytes_per_second", low=0.0)
         if 0 < self.video_padding_bytes < 8:
             raise ValueError("video_padding_bytes must be 0 or at least 8 (a free box header)")
         if self.api_keys is not None:

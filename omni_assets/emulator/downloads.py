@@ -4,11 +4,13 @@ The route plays a storage CDN in front of all four providers: 403 for a bad sign
 expired URL, 416 for an unsatisfiable range, 206 with ``Content-Range`` for a single byte range
 (several ranges are ignored and the whole file is sent, as RFC 9110 allows). Under
 ``rate_drop_download`` the connection is closed after part of the body, with the full
-``Content-Length`` already promised, so the client sees a truncated transfer.
+``Content-Length`` already promised, so the client sees a truncated transfer. Under
+``download_bytes_per_second`` each connection is paced to that speed.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import anyio
@@ -103,7 +105,11 @@ def files_route(state: EmulatorState) -> Route:
             state.record_fault("drop_download", served.provider, request.url.path)
             drop_at = faults.randint("drop_download", 1, max(1, end - start))
 
+        def started() -> None:
+            state.audit.downloads_in_progress += 1
+
         def done(sent: int, outcome: str) -> None:
+            state.audit.downloads_in_progress -= 1
             state.audit.record(
                 "downloads",
                 provider=served.provider,
@@ -122,7 +128,9 @@ def files_route(state: EmulatorState) -> Route:
             status=206 if wanted is not None else 200,
             headers=headers,
             drop_at=drop_at,
+            on_start=started,
             on_done=done,
+            bytes_per_second=config.download_bytes_per_second,
         )
 
     return Route("/files/{name}", download, methods=["GET"])
@@ -138,11 +146,16 @@ class _Stream(Response):
         status: int,
         headers: dict[str, str],
         drop_at: int | None,
+        on_start: Callable[[], None],
         on_done: Callable[[int, str], None],
+        bytes_per_second: float = 0.0,
     ) -> None:
         super().__init__(status_code=status, headers=headers)
-        self._chunks = chunks
+        self._chunks = _paced(chunks, bytes_per_second) if bytes_per_second else chunks
+        self._rate = bytes_per_second
+        self._started = time.monotonic()
         self._drop_at = drop_at
+        self._on_start = on_start
         self._on_done = on_done
         self._sent = 0
 
@@ -154,6 +167,7 @@ class _Stream(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         outcome = "aborted"
+        self._on_start()
         async with anyio.create_task_group() as group:
 
             async def watch_disconnect() -> None:
@@ -178,6 +192,11 @@ class _Stream(Response):
                 # connection mid-body (see server.quiet_uvicorn for the log noise).
                 return "dropped"
             await self._send_chunk(send, chunk)
+            if self._rate:
+                # Sleep until this connection is back under its cap (other connections go on).
+                ahead = self._sent / self._rate - (time.monotonic() - self._started)
+                if ahead > 0:
+                    await anyio.sleep(ahead)
             # uvicorn's send() returns at once, without yielding, once the client is gone:
             # give watch_disconnect a chance to run and cancel the transfer.
             await anyio.lowlevel.checkpoint()
@@ -188,3 +207,12 @@ class _Stream(Response):
         if chunk:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             self._sent += len(chunk)
+
+
+def _paced(chunks: Iterator[bytes], bytes_per_second: float) -> Iterator[bytes]:
+    """``chunks`` cut into pieces of at most a twentieth of a second's worth, so a capped
+    transfer advances smoothly instead of one large chunk at a time."""
+    size = max(1024, int(bytes_per_second / 20))
+    for chunk in chunks:
+        for i in range(0, len(chunk), size):
+            yield chunk[i : i + size]
