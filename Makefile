@@ -17,9 +17,11 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/omni-assets demo
 
+# ruff, then the import contracts between the layers (pyproject.toml [tool.importlinter]).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

@@ -45,13 +45,11 @@ def test_public_api_is_what_it_should_be() -> None:
      "google_http", "google_inline", "google_prices", "http", "inputs", "jimmyai", "jsonskim",
      "probe", "toapis", "validation", "wait"],
 )  # fmt: skip
-def test_every_module_declares_all_and_never_imports_dagster(module: str) -> None:
+def test_every_module_declares_all(module: str) -> None:
     mod = importlib.import_module(f"omni_assets.providers.{module}")
     assert mod.__all__, module
     for name in mod.__all__:
         assert hasattr(mod, name), f"{module}.{name}"
-    source = Path(str(mod.__file__)).read_text()
-    assert "import dagster" not in source and "from dagster" not in source
 
 
 def test_registry() -> None:
