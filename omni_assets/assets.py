@@ -98,6 +98,8 @@ def video_metadata(
         "download_s": MetadataValue.float(round(video.download_s, 3)),
         "fingerprint": MetadataValue.text(record.fingerprint),
     }
+    if video.sidecar.get("emulated"):
+        meta["emulated"] = MetadataValue.bool(True)
     for name in ("queue_s", "generation_s"):
         if name in timings:
             meta[name] = MetadataValue.float(float(timings[name]))
@@ -229,6 +231,7 @@ def build_video_asset(
                 client,
                 runtime.storage,
                 runtime.registry.get(record.key) or record,
+                emulated=record.provider in runtime.emulated,
             )
         except BaseException:
             runtime.registry.release(record.key)

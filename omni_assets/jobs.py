@@ -197,7 +197,12 @@ def _materialize(runtime: OmniRuntime, key: str) -> _Done:
     record = runtime.registry.get(key)
     assert record is not None
     video = materialize_record(
-        runtime.registry, runtime.providers[record.provider], runtime.storage, record, commit=False
+        runtime.registry,
+        runtime.providers[record.provider],
+        runtime.storage,
+        record,
+        commit=False,
+        emulated=record.provider in runtime.emulated,
     )
     record = runtime.registry.get(key)
     assert record is not None

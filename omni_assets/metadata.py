@@ -77,7 +77,7 @@ def with_audit_fields(
     return {**head, **lineage, **rest, **preview, **tail}
 
 
-_FIRST = ("video", "prompt", "provider", "model", "task_id", "cost")
+_FIRST = ("video", "emulated", "prompt", "provider", "model", "task_id", "cost")
 
 
 def _extension(chain: Mapping[str, Any], record: Record) -> str:

@@ -28,7 +28,7 @@ from .providers.env import api_key_env as default_key_env
 from .providers.polling import DEFAULT_DEADLINE_S, DEFAULT_POLL_INTERVAL_S, PollPolicy
 from .providers.prices import load_prices
 from .registry import Registry, default_registry_url
-from .settings import AUTO, EMULATOR_API_KEY, Settings
+from .settings import AUTO, EMULATOR_API_KEY, MissingProviderKey, Settings
 from .storage import VideoStorage
 
 __all__ = [
@@ -102,9 +102,15 @@ class ProviderResource(ConfigurableResource, ProviderSettings):  # type: ignore[
                 if self.allow_private_urls is None
                 else self.allow_private_urls,
             )
+            api_key = _resolved(self.api_key)
+            if not api_key:
+                # Name the variable (an unresolved EnvVar is its name), never a traceback about
+                # "an empty key" that leaves the user guessing which one.
+                names = (self.api_key.env_var_name,) if isinstance(self.api_key, EnvVar) else None
+                raise MissingProviderKey(self.provider_name, names)
             self._client = get_provider(
                 self.provider_name,
-                api_key=_resolved(self.api_key) or "",
+                api_key=api_key,
                 base_url=_resolved(self.base_url),
                 model=self.model,
                 timeout=self.timeout_s,
@@ -206,9 +212,9 @@ def provider_resource(
 def provider_resources(settings: Settings) -> dict[str, ProviderResource]:
     """One resource per usable provider, configured from the environment (``OMNI_*``).
 
-    In emulator mode (the default) every provider points at the emulator on
-    ``OMNI_EMULATOR_URL`` and polls every second; else ``<NAME>_BASE_URL``, when set, overrides
-    a provider's base URL.
+    In emulator mode (``OMNI_PROVIDER=emulator``, never implied) every provider points at the
+    emulator on ``OMNI_EMULATOR_URL`` and polls every second; else ``<NAME>_BASE_URL``, when
+    set, overrides a provider's base URL. ``OMNI_PROVIDER`` unset: :class:`ProviderNotConfigured`.
     """
     out: dict[str, ProviderResource] = {}
     for name in settings.configured_providers():
@@ -277,6 +283,7 @@ def runtime_from_resources(resources: Any, provider_keys: Sequence[str]) -> Omni
         limits={k: r.limits for k, r in providers.items()},
         policies={k: r.poll_policy for k, r in providers.items()},
         spend=spend,
+        emulated=frozenset(k for k, r in providers.items() if r.emulator_url),
     )
 
 

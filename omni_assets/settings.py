@@ -1,8 +1,9 @@
 """Settings read from the environment (the interface other tools rely on; see design.md).
 
-``OMNI_PROVIDER``     default provider: ``emulator`` (default), ``jimmyai``, ``apimart``,
-                      ``toapis``, ``crun``, ``google``, ``auto`` (route each request,
-                      pipeline/routing.py). ``emulator``: every provider on the built-in emulator.
+``OMNI_PROVIDER``     default provider: ``jimmyai``, ``apimart``, ``toapis``, ``crun``, ``google``,
+                      ``auto`` (route each request, pipeline/routing.py) or ``emulator`` (every
+                      provider on the built-in emulator: fake videos, nothing paid). Required:
+                      unset, it is an error (:class:`ProviderNotConfigured`), never the emulator.
 ``OMNI_STORAGE_URL``  fsspec URL of the storage root (default ``./.omni/storage``).
 ``OMNI_REQUESTS``     requests file (YAML or JSONL).
 ``OMNI_REGISTRY_URL`` task registry database (default: SQLite under ``$DAGSTER_HOME``).
@@ -32,10 +33,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .providers.capabilities import PROVIDER_NAMES
-from .providers.env import api_key_env
+from .providers.env import API_KEY_ENV, api_key_env
 from .providers.http import DEFAULT_MAX_DOWNLOAD_BYTES
 
-__all__ = ["AUTO", "EMULATOR", "EMULATOR_API_KEY", "Settings"]
+__all__ = [
+    "AUTO",
+    "EMULATOR",
+    "EMULATOR_API_KEY",
+    "MissingProviderKey",
+    "ProviderNotConfigured",
+    "Settings",
+]
 
 EMULATOR = "emulator"
 #: ``OMNI_PROVIDER=auto`` / ``provider: auto``: route each request (pipeline/routing.py).
@@ -43,6 +51,45 @@ AUTO = "auto"
 # The emulator accepts any key; this one is not a secret and says what it is.
 EMULATOR_API_KEY = "emulator-not-a-secret"
 DEFAULT_EMULATOR_URL = "http://127.0.0.1:8765"
+
+
+def _key_names(provider: str) -> str:
+    return " or ".join(API_KEY_ENV[provider])
+
+
+class ProviderNotConfigured(ValueError):
+    """``OMNI_PROVIDER`` is unset: no provider was chosen (the emulator is never implied).
+
+    A forgotten variable in a cron job must fail loudly instead of "succeeding" with fake videos.
+    """
+
+    def __init__(self) -> None:
+        keys = ", ".join(f"{p}: {_key_names(p)}" for p in PROVIDER_NAMES)
+        super().__init__(
+            "no provider configured: set OMNI_PROVIDER to one of "
+            f"{', '.join(PROVIDER_NAMES)} (or auto), and that provider's key ({keys}); "
+            "or OMNI_PROVIDER=emulator for the built-in emulator (fake videos, nothing paid)"
+        )
+
+
+class MissingProviderKey(ValueError):
+    """The chosen provider's key variable is unset or empty; names the variable, not a value."""
+
+    def __init__(self, provider: str, variables: tuple[str, ...] | None = None) -> None:
+        self.provider = provider
+        if provider == AUTO:
+            self.variables = tuple(v for p in PROVIDER_NAMES for v in API_KEY_ENV[p])
+            message = (
+                "OMNI_PROVIDER=auto routes over the sellers that have a key, and none is set: "
+                f"export one of {', '.join(self.variables)}"
+            )
+        else:
+            self.variables = variables or API_KEY_ENV[provider]
+            message = (
+                f"no API key for {provider}: {' or '.join(self.variables)} is not set; export "
+                f"it with your {provider} API key, or choose another OMNI_PROVIDER"
+            )
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -64,9 +111,11 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        provider = os.environ.get("OMNI_PROVIDER", EMULATOR).strip().lower() or EMULATOR
+        # Unset stays "": the error is raised where a provider is needed (provider_resources,
+        # the CLI), so status, lineage and a code location with its own providers still work.
+        provider = os.environ.get("OMNI_PROVIDER", "").strip().lower()
         allowed = (EMULATOR, AUTO, *PROVIDER_NAMES)
-        if provider not in allowed:
+        if provider and provider not in allowed:
             raise ValueError(
                 f"OMNI_PROVIDER={provider!r} is not known; allowed: {', '.join(allowed)}"
             )
@@ -107,8 +156,33 @@ class Settings:
         """The dialect a request without ``provider:`` goes to."""
         return self.emulator_dialect if self.emulated else self.provider
 
+    def require_provider(self) -> str:
+        """``OMNI_PROVIDER``, or :class:`ProviderNotConfigured` when it is unset."""
+        if not self.provider:
+            raise ProviderNotConfigured()
+        return self.provider
+
+    def check_keys(self) -> None:
+        """Raise :class:`MissingProviderKey` when the chosen provider has no key to use.
+
+        ``auto`` needs one seller with a key; the emulator needs none.
+        """
+        provider = self.require_provider()
+        if provider == EMULATOR:
+            return
+        if provider == AUTO:
+            if not any(os.environ.get(api_key_env(p)) for p in PROVIDER_NAMES):
+                raise MissingProviderKey(AUTO)
+            return
+        if not os.environ.get(api_key_env(provider)):
+            raise MissingProviderKey(provider)
+
     def configured_providers(self) -> tuple[str, ...]:
-        """Providers usable here: all four in emulator mode, else those with a key in the env."""
+        """Providers usable here: all of them in emulator mode, else those with a key in the env.
+
+        Raises :class:`ProviderNotConfigured` when ``OMNI_PROVIDER`` is unset.
+        """
+        self.require_provider()
         if self.emulated:
             return PROVIDER_NAMES
         found = tuple(p for p in PROVIDER_NAMES if os.environ.get(api_key_env(p)))

@@ -7,6 +7,7 @@ daemon test in test_production.py checks that runs launched there start no step 
 
 from __future__ import annotations
 
+import pytest
 from dagster import (
     Definitions,
     define_asset_job,
@@ -17,11 +18,18 @@ from dagster.components.testing import create_defs_folder_sandbox
 
 from omni_assets.components import OmniVideoComponent
 from omni_assets.definitions import build_definitions
-from omni_assets.examples import product_catalog_prompts
 from omni_assets.jobs import MATERIALIZE_JOB, SUBMIT_JOB
 from omni_assets.resources import OmniStorageResource
 
 JOBS = (SUBMIT_JOB, MATERIALIZE_JOB)
+
+
+@pytest.fixture(autouse=True)
+def emulator_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_definitions() reads OMNI_PROVIDER, and the emulator is used only when asked for."""
+    monkeypatch.setenv("OMNI_PROVIDER", "emulator")
+
+
 TYPE = "omni_assets.components.OmniVideoComponent"
 
 
@@ -35,6 +43,8 @@ def test_omni_jobs_run_in_process_by_default() -> None:
 
 
 def test_a_code_location_executor_applies_when_asked_and_never_to_your_jobs() -> None:
+    from omni_assets.examples import product_catalog_prompts
+
     mine = define_asset_job("my_job", selection=[product_catalog_prompts.key])
     ours = build_definitions(
         storage=OmniStorageResource(url="/tmp/unused"), extra_assets=[product_catalog_prompts]

@@ -20,7 +20,6 @@ from dagster import (
 
 from omni_assets.assets import VIDEO_ASSET_KEY, omni_video_partitions
 from omni_assets.cli.driver import LocalDriver
-from omni_assets.location import defs as default_defs
 from omni_assets.registry import RecordState
 
 from .pipeline_env import DEMO_DIR, PipelineEnv, pipeline_env
@@ -47,14 +46,27 @@ def _materializations(instance: DagsterInstance, key: str) -> list[Any]:
     return [r for r in records if r.partition_key == key]
 
 
-def test_default_definitions_load() -> None:
+@pytest.fixture
+def default_defs(monkeypatch: pytest.MonkeyPatch) -> Definitions:
+    """The default code location, loaded in emulator mode (it must be asked for: issue 13.5)."""
+    import importlib
+
+    monkeypatch.setenv("OMNI_PROVIDER", "emulator")
+    import omni_assets.location
+
+    return importlib.reload(omni_assets.location).defs
+
+
+def test_default_definitions_load(default_defs: Definitions) -> None:
     Definitions.validate_loadable(default_defs)
     names = {s.name for s in default_defs.sensors or []}
     assert names == {"omni_requests_sensor", "omni_poll_sensor", "omni_lineage_sensor"}
     assert default_defs.resolve_assets_def(VIDEO_ASSET_KEY).partitions_def == omni_video_partitions
 
 
-def test_the_default_location_holds_only_omni_assets_own_assets() -> None:
+def test_the_default_location_holds_only_omni_assets_own_assets(
+    default_defs: Definitions,
+) -> None:
     """The example upstream asset lives in its own location (issue 13 finding 4)."""
     from omni_assets.examples import defs as example_defs
 
@@ -295,7 +307,8 @@ def test_upstream_asset_requests_become_partitions(env: PipelineEnv) -> None:
 
 
 def test_workspace_validates_with_the_dagster_cli() -> None:
-    """What `dagster dev` in the repository root loads."""
+    """What `dagster dev` in the repository root loads (in emulator mode, asked for)."""
+    import os
     import subprocess
     import sys
 
@@ -309,6 +322,7 @@ def test_workspace_validates_with_the_dagster_cli() -> None:
             str(repo / "workspace.yaml"),
         ],
         cwd=repo,
+        env={**os.environ, "OMNI_PROVIDER": "emulator"},
         capture_output=True,
         text=True,
         timeout=120,

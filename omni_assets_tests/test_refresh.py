@@ -159,6 +159,7 @@ def test_refresh_config_from_env() -> None:
 def test_default_definitions_take_the_schedule_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("OMNI_PROVIDER", "emulator")
     monkeypatch.setenv("OMNI_REFRESH_CRON", "30 5 * * 1")
     monkeypatch.setenv("OMNI_REFRESH_KEYS", "catalog-*")
     defs = build_definitions(storage=OmniStorageResource(url="/tmp/unused"))

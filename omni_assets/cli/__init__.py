@@ -61,7 +61,18 @@ def _summary(records: Sequence[Any], storage: object, registry: object) -> str:
         row.insert(5, cells[row[0]])
     wanted = set(keys)
     total = total_line(c for c in registry.costs() if c.key in wanted)
-    return _table(rows, SUMMARY_HEADER) + "\n" + total
+    return "\n".join([_table(rows, SUMMARY_HEADER), total, *_reasons(records)])
+
+
+def _reasons(records: Sequence[Any]) -> list[str]:
+    """Why each request that is not materialized stands where it is, under the table (the
+    path column holds paths only)."""
+    lines = []
+    for rec in records:
+        message = str((rec.error or {}).get("message", "")).strip()
+        if message and rec.state.value != "materialized":
+            lines.append(f"{rec.key} ({rec.state.value}): {message[:300]}")
+    return ["", "reasons:", *(f"  {line}" for line in lines)] if lines else []
 
 
 def _summary_rows(records: Sequence[object], storage: object) -> list[list[str]]:
@@ -72,14 +83,23 @@ def _summary_rows(records: Sequence[object], storage: object) -> list[list[str]]
     rows = []
     for rec in records:
         assert isinstance(rec, Record)
-        duration = ""
+        duration, provider = "", rec.provider
         if rec.state.value == "materialized":
             sidecar_path = storage.sidecar_path(rec.key)
             if storage.exists(sidecar_path):
-                duration = f"{storage.read_json(sidecar_path)['probe']['duration_s']:.2f}s"
-        detail = rec.video_uri or str((rec.error or {}).get("message", ""))[:60]
+                sidecar = storage.read_json(sidecar_path)
+                duration = f"{sidecar['probe']['duration_s']:.2f}s"
+                if sidecar.get("emulated"):  # a fake video never passes for a paid one
+                    provider = f"{rec.provider} (emulator)"
         rows.append(
-            [rec.key, rec.provider, rec.state.value, detail, duration, (rec.sha256 or "")[:16]]
+            [
+                rec.key,
+                provider,
+                rec.state.value,
+                rec.video_uri or "",
+                duration,
+                (rec.sha256 or "")[:16],
+            ]
         )
     return rows
 
@@ -128,6 +148,11 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
                     bar.note(f"  {rec.key}: {rec.state.value}")
         bar(records)
 
+    if settings.emulated:
+        print(
+            f"provider: emulator at {settings.emulator_url} (OMNI_PROVIDER=emulator): "
+            "fake videos, nothing is paid"
+        )
     print(f"requests: {requests_file} ({len(intake.requests)} readable)")
     started = time.monotonic()
     try:
@@ -196,7 +221,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return code
 
 
+def _preflight() -> None:
+    """Before anything is registered or sent: a provider was chosen, and it has its key.
+
+    Raises :class:`~omni_assets.settings.ProviderNotConfigured` (``OMNI_PROVIDER`` unset: the
+    emulator is used only when asked for) or :class:`~omni_assets.settings.MissingProviderKey`.
+    """
+    from ..settings import Settings
+
+    Settings.from_env().check_keys()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _preflight()
     home = os.environ.setdefault("DAGSTER_HOME", str(Path(".omni/dagster_home").absolute()))
     Path(home).mkdir(parents=True, exist_ok=True)
     if not (Path(home) / "dagster.yaml").exists():
@@ -289,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     add_lineage_parser(sub)
     add_cost_parser(sub)
     args = parser.parse_args(argv)
+    from ..settings import MissingProviderKey, ProviderNotConfigured
+
     handlers = {
         "demo": cmd_demo,
         "run": cmd_run,
@@ -297,4 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         "lineage": cmd_lineage,
         "cost": cmd_cost,
     }
-    return handlers[args.command](args)
+    try:
+        return handlers[args.command](args)
+    except (ProviderNotConfigured, MissingProviderKey) as exc:
+        # A configuration mistake, not a crash: say what to set, exit 2, no traceback.
+        print(f"omni-assets {args.command}: {exc}", file=sys.stderr)
+        return 2

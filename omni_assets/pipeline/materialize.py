@@ -54,6 +54,7 @@ def materialize_record(
     record: Record,
     *,
     commit: bool = True,
+    emulated: bool = False,
 ) -> MaterializedVideo:
     """Download and verify ``record``'s video; the caller has claimed the record.
 
@@ -94,6 +95,8 @@ def materialize_record(
         uri = storage.uri(path)
         sidecar = build_sidecar(record, uri, download.sha256, download.size, probe, elapsed)
         sidecar.update(chain_fields(registry.get, record))  # parent, chain_root/depth, refresh_of
+        if emulated:  # a fake video from the built-in emulator must never pass for a real one
+            sidecar["emulated"] = True
         # Written now (a full disk fails here, before the video is committed), committed after.
         staged.append((probe, sidecar, storage.stage_json(sidecar_path, sidecar)))
 

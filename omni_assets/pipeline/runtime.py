@@ -35,6 +35,8 @@ class OmniRuntime:
     route: RoutePolicy = field(default_factory=RoutePolicy)
     #: provider -> ``hold`` | ``resubmit`` for creates whose outcome is unknown (OMNI_ON_UNKNOWN).
     on_unknown: Mapping[str, str] = field(default_factory=dict)
+    #: providers whose client talks to the built-in emulator: their videos are fake, and say so.
+    emulated: frozenset[str] = frozenset()
 
     @property
     def router(self) -> Router:
