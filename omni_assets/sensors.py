@@ -112,6 +112,15 @@ def _even_chunks(keys: list[str], most: int) -> list[list[str]]:
     return [keys[start : start + size] for start in range(0, len(keys), size)]
 
 
+def _file_digest(path: Path) -> str:
+    """The file's sha256 prefix, read a block at a time (a huge file never sits in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def _active_runs(context: SensorEvaluationContext, job_name: str) -> int:
     return len(
         context.instance.get_run_ids(RunsFilter(job_name=job_name, statuses=_ACTIVE), limit=1)
@@ -141,17 +150,18 @@ def build_requests_sensor(
     def omni_requests_sensor(
         context: SensorEvaluationContext, **_resources: Any
     ) -> SensorResult | SkipReason:
-        path = requests_path or Settings.from_env().requests_path
+        settings = Settings.from_env()
+        path = requests_path or settings.requests_path
         if not path:
             return SkipReason("no requests file: set OMNI_REQUESTS (or pass requests_path)")
         try:
-            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+            digest = _file_digest(Path(path))
         except OSError as exc:
             return SkipReason(f"cannot read requests file {path}: {exc}")
         if digest == context.cursor:
             return SkipReason(f"{path} unchanged")
         runtime = runtime_from_resources(context.resources, provider_keys)
-        intake = load_requests_file(path)
+        intake = load_requests_file(path, max_requests=settings.max_requests)
         checked, keys = register_requests(runtime, intake.requests, intake)
         for issue in checked.issues:
             context.log.warning(f"rejected: {issue}")

@@ -18,6 +18,9 @@
 ``OMNI_BUDGET``       spending limits: per day, per run, per tag value (docs/prices.md).
 ``OMNI_MAX_DOWNLOAD_BYTES`` the largest video body accepted (default 402653184, 384 MiB:
                       15 seconds of 4k, the largest video any model makes, at 100 Mbit/s, twice).
+``OMNI_MAX_REQUESTS`` the most requests one requests file may hold (default and ceiling 25,000:
+                      what the requests sensor registers in one tick); a file past it is
+                      refused whole, with the reason.
 ``OMNI_ALLOW_PRIVATE_URLS`` ``1`` to download videos from loopback/private/link-local addresses
                       other than the provider's own host (default: refused, docs/reliability.md).
 ``GOOGLE_VIDEO_DELIVERY`` ``inline`` (default: base64 inside the interaction) or ``uri``.
@@ -32,6 +35,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .pipeline.intake import MAX_REQUESTS
 from .providers.capabilities import PROVIDER_NAMES
 from .providers.env import API_KEY_ENV, api_key_env
 from .providers.http import DEFAULT_MAX_DOWNLOAD_BYTES
@@ -104,6 +108,7 @@ class Settings:
     prices_path: str | None = None
     budget: str | None = None
     max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    max_requests: int = MAX_REQUESTS
     allow_private_urls: bool = False
     google_video_delivery: str = "inline"
     route: str | None = None
@@ -141,6 +146,7 @@ class Settings:
             prices_path=os.environ.get("OMNI_PRICES") or None,
             budget=os.environ.get("OMNI_BUDGET") or None,
             max_download_bytes=_positive_int("OMNI_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_DOWNLOAD_BYTES),
+            max_requests=_max_requests(),
             allow_private_urls=_flag("OMNI_ALLOW_PRIVATE_URLS"),
             google_video_delivery=delivery,
             route=os.environ.get("OMNI_ROUTE") or None,
@@ -197,6 +203,19 @@ def _positive_int(name: str, default: int) -> int:
         return default
     if not raw.isdigit() or int(raw) <= 0:
         raise ValueError(f"{name}={raw!r} is not a positive whole number (bytes)")
+    return int(raw)
+
+
+def _max_requests() -> int:
+    raw = os.environ.get("OMNI_MAX_REQUESTS", "").strip().replace("_", "").replace(",", "")
+    if not raw:
+        return MAX_REQUESTS
+    if not raw.isdigit() or not 0 < int(raw) <= MAX_REQUESTS:
+        raise ValueError(
+            f"OMNI_MAX_REQUESTS={raw!r} is not a whole number from 1 to {MAX_REQUESTS:,} (the "
+            "requests sensor registers a file's requests in one tick, and Dagster adds at most "
+            f"~{MAX_REQUESTS:,} partitions per tick)"
+        )
     return int(raw)
 
 

@@ -12,31 +12,61 @@ YAML form (a bare list works too)::
         duration: 6
 
 JSONL form: one JSON object (a request) per line; blank lines and ``#`` comments are skipped.
+
+Limits (docs/reference.md, "Requests files"): a file holds at most ``MAX_REQUESTS`` requests
+(``OMNI_MAX_REQUESTS`` lowers it) and :data:`MAX_REQUEST_FILE_BYTES` bytes; a YAML file's aliases
+may not expand it past ``bounded_yaml``'s limits. A file past a limit is one issue and none of its
+requests go ahead (which ones would be a guess). JSONL is read a line at a time, and its requests
+are counted before any is parsed: a file past the limit is refused at once, whatever its length.
+Errors quote a value clipped (:func:`short_repr`), never whole.
 """
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import os
+import reprlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 from pydantic import ValidationError
 
 from ..providers.errors import InvalidRequestError
 from ..request import VideoRequest
+from .bounded_yaml import YamlLimitError, load_bounded
 
 __all__ = [
+    "MAX_REQUESTS",
+    "MAX_REQUEST_FILE_BYTES",
     "Intake",
     "RequestIssue",
     "check_requests",
     "load_requests_file",
     "parse_requests",
+    "short_repr",
 ]
 
-MAX_REQUESTS = 25_000  # Dagster adds at most ~25K dynamic partitions per tick (design.md).
+#: Requests one file may hold: the requests sensor registers a file's new keys as dynamic
+#: partitions in one tick, and Dagster adds at most ~25K per tick (SQLite fails near 36K at once;
+#: design.md). ``OMNI_MAX_REQUESTS`` (settings.py) may lower it.
+MAX_REQUESTS = 25_000
+#: The largest requests file read: 25,000 requests of 2.5 KB each (a long prompt, tags, images).
+MAX_REQUEST_FILE_BYTES = 64 * 1024 * 1024
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+_SHORT.maxlevel = 3
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)`` clipped (at most ~200 characters, even for a value that holds itself or
+    expands to gigabytes through YAML aliases): what an error may quote of an input."""
+    return _SHORT.repr(value)[:200]
 
 
 @dataclass(frozen=True)
@@ -66,40 +96,44 @@ class Intake:
 
 def _where(index: int, raw: Any) -> str:
     ident = raw.get("id") if isinstance(raw, Mapping) else None
-    return f"request #{index + 1}" + (f" (id {ident!r})" if ident else "")
+    return f"request #{index + 1}" + (f" (id {short_repr(ident)})" if ident else "")
 
 
 def _from_objects(
-    items: Sequence[Any],
+    items: Iterable[Any],
     defaults: Mapping[str, Any],
     base_dir: Path | None,
     where: Callable[..., str],
 ) -> Intake:
     out = Intake()
     for index, raw in enumerate(items):
-        if not isinstance(raw, Mapping):
-            out.issues.append(
-                RequestIssue(
-                    where(index, raw), None, f"expected a mapping, got {type(raw).__name__}"
-                )
-            )
-            continue
-        data = {**defaults, **raw}
-        if base_dir is not None:
-            data = _resolve_local_paths(data, base_dir)
-        try:
-            out.requests.append(VideoRequest.model_validate(data))
-        except ValidationError as exc:
-            for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"]) or None
-                msg = err["msg"]
-                if err["type"] == "extra_forbidden":
-                    allowed = ", ".join(sorted(VideoRequest.model_fields))
-                    msg = f"unknown field; allowed fields: {allowed}"
-                elif "input" in err and err["type"] != "missing":
-                    msg = f"{msg} (given {err['input']!r})"
-                out.issues.append(RequestIssue(where(index, raw), loc, msg))
+        _add_request(out, where(index, raw), raw, defaults, base_dir)
     return out
+
+
+def _add_request(
+    out: Intake, where: str, raw: Any, defaults: Mapping[str, Any], base_dir: Path | None
+) -> None:
+    """Validate one request into ``out``: the request, or one issue per problem."""
+    if not isinstance(raw, Mapping):
+        got = type(raw).__name__
+        out.issues.append(RequestIssue(where, None, f"expected a mapping, got {got}"))
+        return
+    data = {**defaults, **raw}
+    if base_dir is not None:
+        data = _resolve_local_paths(data, base_dir)
+    try:
+        out.requests.append(VideoRequest.model_validate(data))
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or None
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                allowed = ", ".join(sorted(VideoRequest.model_fields))
+                msg = f"unknown field; allowed fields: {allowed}"
+            elif "input" in err and err["type"] != "missing":
+                msg = f"{msg} (given {short_repr(err['input'])})"
+            out.issues.append(RequestIssue(where, loc, msg))
 
 
 def _resolve_local_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
@@ -120,38 +154,21 @@ def _resolve_local_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]
     return out
 
 
-def parse_requests(text: str, *, fmt: str, base_dir: Path | None = None) -> Intake:
+def parse_requests(
+    text: str, *, fmt: str, base_dir: Path | None = None, max_requests: int = MAX_REQUESTS
+) -> Intake:
     """Parse requests from ``text`` in ``fmt`` (``yaml`` or ``jsonl``)."""
     if fmt == "jsonl":
-        items: list[Any] = []
-        lines: list[int] = []
-        bad = Intake()
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            stripped = line.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            try:
-                items.append(json.loads(stripped))
-                lines.append(lineno)
-            except json.JSONDecodeError as exc:
-                bad.issues.append(RequestIssue(f"line {lineno}", None, f"invalid JSON: {exc.msg}"))
-            except (ValueError, RecursionError) as exc:  # 5000-digit numbers, deep nesting
-                bad.issues.append(RequestIssue(f"line {lineno}", None, f"invalid JSON: {exc}"))
-        parsed = _from_objects(
-            items,
-            {},
-            base_dir,
-            lambda i, raw: (
-                f"line {lines[i]}"
-                + (f" (id {raw.get('id')!r})" if isinstance(raw, Mapping) and raw.get("id") else "")
-            ),
-        )
-        parsed.issues[:0] = bad.issues
-        return parsed
+        lines = enumerate(io.StringIO(text), start=1)
+        if _count_jsonl(line for _, line in lines) > max_requests:
+            return _too_many(max_requests)
+        return _parse_jsonl(enumerate(io.StringIO(text), start=1), base_dir)
     if fmt != "yaml":
         raise ValueError(f"format {fmt!r} is not supported; allowed: yaml, jsonl")
     try:
-        doc = yaml.safe_load(text)
+        doc = load_bounded(text)
+    except YamlLimitError as exc:
+        return Intake(issues=[RequestIssue("requests file", None, str(exc))])
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "requests file"
@@ -167,7 +184,7 @@ def parse_requests(text: str, *, fmt: str, base_dir: Path | None = None) -> Inta
                 issues=[
                     RequestIssue(
                         "requests file",
-                        ", ".join(sorted(map(str, unknown))),
+                        ", ".join(sorted(str(key)[:40] for key in list(unknown)[:5])),
                         "unknown top-level key; allowed: defaults, requests "
                         "(or a bare list of requests)",
                     )
@@ -186,20 +203,113 @@ def parse_requests(text: str, *, fmt: str, base_dir: Path | None = None) -> Inta
                 )
             ]
         )
+    if len(doc) > max_requests:
+        return _too_many(max_requests)
     if "id" in defaults:
         return Intake(issues=[RequestIssue("defaults", "id", "an id cannot be a default")])
     return _from_objects(doc, defaults, base_dir, _where)
 
 
-def load_requests_file(path: str | Path) -> Intake:
-    """Read a ``.yaml``/``.yml``/``.jsonl``/``.json`` requests file."""
+def _too_many(limit: int) -> Intake:
+    return Intake(
+        issues=[
+            RequestIssue(
+                "requests file",
+                None,
+                f"more than {limit:,} requests; a file holds at most {limit:,} "
+                f"(OMNI_MAX_REQUESTS, at most {MAX_REQUESTS:,}: what the requests sensor "
+                "registers in one tick): split it into several files",
+            )
+        ]
+    )
+
+
+def _is_request_line(line: str | bytes) -> bool:
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", "replace")  # only to look at its first character
+    stripped = line.strip()
+    return bool(stripped) and not stripped.startswith("#")
+
+
+def _count_jsonl(lines: Iterable[str | bytes], stop_after: int | None = None) -> int:
+    """How many request lines there are (up to ``stop_after``, then stops reading)."""
+    count = 0
+    for line in lines:
+        if _is_request_line(line):
+            count += 1
+            if stop_after is not None and count > stop_after:
+                break
+    return count
+
+
+def _parse_jsonl(lines: Iterable[tuple[int, str | bytes]], base_dir: Path | None) -> Intake:
+    """Validate a JSONL stream one line at a time (nothing but the requests is kept)."""
+    out = Intake()
+    for lineno, line in lines:
+        if not _is_request_line(line):
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            out.issues.append(RequestIssue(f"line {lineno}", None, f"invalid JSON: {exc.msg}"))
+            continue
+        except UnicodeDecodeError as exc:
+            out.issues.append(RequestIssue(f"line {lineno}", None, f"not UTF-8: {exc.reason}"))
+            continue
+        except (ValueError, RecursionError) as exc:  # 5000-digit numbers, deep nesting
+            out.issues.append(RequestIssue(f"line {lineno}", None, f"invalid JSON: {exc}"))
+            continue
+        ident = raw.get("id") if isinstance(raw, Mapping) else None
+        where = f"line {lineno}" + (f" (id {short_repr(ident)})" if ident else "")
+        _add_request(out, where, raw, {}, base_dir)
+    return out
+
+
+def load_requests_file(path: str | Path, *, max_requests: int = MAX_REQUESTS) -> Intake:
+    """Read a ``.yaml``/``.yml``/``.jsonl``/``.json`` requests file (limits: module docstring)."""
     p = Path(path)
+    base_dir = p.parent.absolute()
+    jsonl = p.suffix.lower() in (".jsonl", ".ndjson")  # .json is YAML
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_REQUEST_FILE_BYTES:
+                return _too_large(p, size)
+            if jsonl:
+                if _count_jsonl(fh, stop_after=max_requests) > max_requests:
+                    return _too_many(max_requests)
+                fh.seek(0)
+                return _parse_jsonl(enumerate(_capped(fh), start=1), base_dir)
+            data = fh.read(MAX_REQUEST_FILE_BYTES + 1)  # it may have grown since fstat
+        if len(data) > MAX_REQUEST_FILE_BYTES:
+            return _too_large(p, len(data))
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return Intake(issues=[RequestIssue(str(p), None, f"cannot read requests file: {exc}")])
-    fmt = "jsonl" if p.suffix.lower() in (".jsonl", ".ndjson") else "yaml"  # JSON is YAML
-    return parse_requests(text, fmt=fmt, base_dir=p.parent.absolute())
+    return parse_requests(text, fmt="yaml", base_dir=base_dir, max_requests=max_requests)
+
+
+def _capped(fh: IO[bytes]) -> Iterator[bytes]:
+    """The file's lines, stopping at :data:`MAX_REQUEST_FILE_BYTES` (a file that grows)."""
+    left = MAX_REQUEST_FILE_BYTES
+    for line in fh:
+        left -= len(line)
+        if left < 0:
+            return
+        yield line
+
+
+def _too_large(path: Path, size: int) -> Intake:
+    return Intake(
+        issues=[
+            RequestIssue(
+                str(path),
+                None,
+                f"the requests file is {size:,} bytes; a requests file is at most "
+                f"{MAX_REQUEST_FILE_BYTES:,} bytes: split it into several files",
+            )
+        ]
+    )
 
 
 Validator = Callable[[VideoRequest, str], None]

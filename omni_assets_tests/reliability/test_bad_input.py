@@ -190,7 +190,7 @@ def _issue_for_line(issues: list[RequestIssue], where: str) -> RequestIssue:
     [
         ("requests: [ {id: a, prompt: x", "invalid YAML"),
         ("requests:\n  - id: a\n    prompt: x\n    duration: 2021-02-30\n", "invalid YAML"),
-        ("[" * 1000 + "]" * 1000, "invalid YAML"),
+        ("[" * 10_000 + "]" * 10_000, "invalid YAML"),
         ("colour: red\nrequests: []\n", "unknown top-level key"),
         ("defaults: {id: x}\nrequests: []\n", "an id cannot be a default"),
         ("42", "expected a list of requests"),
