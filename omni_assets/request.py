@@ -16,11 +16,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["KEY_PATTERN", "GenerationMode", "VideoRequest"]
+__all__ = ["KEY_PATTERN", "MAX_REQUESTS", "GenerationMode", "VideoRequest"]
 
 # Partition keys end up in URLs, file names and the Dagster UI: keep them boring.
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
 _KEY_RE = re.compile(KEY_PATTERN)
+#: Requests one requests file may hold: the requests sensor registers a file's new keys as dynamic
+#: partitions in one tick, and Dagster adds at most ~25K per tick (SQLite fails near 36K at once;
+#: design.md). ``OMNI_MAX_REQUESTS`` (settings.py) may lower it; pipeline/intake.py applies it.
+MAX_REQUESTS = 25_000
 
 
 class GenerationMode(str, Enum):

@@ -35,10 +35,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .pipeline.intake import MAX_REQUESTS
 from .providers.capabilities import PROVIDER_NAMES
 from .providers.env import API_KEY_ENV, api_key_env
 from .providers.http import DEFAULT_MAX_DOWNLOAD_BYTES
+from .request import MAX_REQUESTS
 
 __all__ = [
     "AUTO",

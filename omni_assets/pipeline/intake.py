@@ -36,7 +36,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..providers.errors import InvalidRequestError
-from ..request import VideoRequest
+from ..request import MAX_REQUESTS, VideoRequest
 from .bounded_yaml import YamlLimitError, load_bounded
 
 __all__ = [
@@ -50,10 +50,6 @@ __all__ = [
     "short_repr",
 ]
 
-#: Requests one file may hold: the requests sensor registers a file's new keys as dynamic
-#: partitions in one tick, and Dagster adds at most ~25K per tick (SQLite fails near 36K at once;
-#: design.md). ``OMNI_MAX_REQUESTS`` (settings.py) may lower it.
-MAX_REQUESTS = 25_000
 #: The largest requests file read: 25,000 requests of 2.5 KB each (a long prompt, tags, images).
 MAX_REQUEST_FILE_BYTES = 64 * 1024 * 1024
 
