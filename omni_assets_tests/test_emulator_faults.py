@@ -267,7 +267,8 @@ def test_control_api_rejects_bad_config(fresh_emulator: EmulatorServer) -> None:
     with pytest.raises(ValueError, match="rate_429"):
         fresh_emulator.configure(rate_429=1.5)
     with client() as http:
-        assert http.get(fresh_emulator.url + "/_emulator/health").json() == {"status": "ok"}
+        health = http.get(fresh_emulator.url + "/_emulator/health").json()
+        assert health == {"status": "ok", "pid": os.getpid()}
         index = http.get(fresh_emulator.url + "/").json()
         assert index["providers"]["crun"] == fresh_emulator.base_url("crun")
 
@@ -296,7 +297,7 @@ def test_cli_serves_until_interrupted() -> None:
             except httpx.TransportError:
                 assert process.poll() is None and time.monotonic() < deadline
                 time.sleep(0.1)
-        assert health.json() == {"status": "ok"}
+        assert health.json() == {"status": "ok", "pid": process.pid}
         config = httpx.get(f"http://127.0.0.1:{port}/_emulator/config", trust_env=False).json()
         assert config["generation_seconds"] == 2 and config["seed"] == 1
     finally:

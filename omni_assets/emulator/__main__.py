@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import json
+import os
+import socket
 import sys
+import threading
 from typing import Any
 
 from .config import PROVIDERS, EmulatorConfig
+from .process import emulator_pid, watch_parent
 from .server import LOOPBACK_HOSTS, run_emulator
 
 __all__ = ["build_parser", "main"]
@@ -45,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key", dest="api_keys", action="append", help="accept only these keys (repeatable)"
     )
     parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the parent process is gone (stdin closes or the parent pid changes): "
+        "how omni_assets starts it in the background",
+    )
+    parser.add_argument(
         "--set",
         dest="settings",
         action="append",
@@ -62,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     changes: dict[str, Any] = {
         key: value
         for key, value in vars(args).items()
-        if key not in ("host", "port", "settings") and value is not None
+        if key not in ("host", "port", "settings", "exit_with_parent") and value is not None
     }
     for setting in args.settings:
         key, sep, raw = setting.partition("=")
@@ -80,14 +91,52 @@ def main(argv: list[str] | None = None) -> int:
         print(f"omni-assets emulator: {exc}", file=sys.stderr)
         return 2
     base = f"http://{args.host}:{args.port}"
+    taken = _port_taken(args.host, args.port)
+    if taken:
+        print(f"omni-assets emulator: {taken}", file=sys.stderr)
+        return 1
     print(f"omni_assets emulator on {base}", file=sys.stderr)
     for provider in PROVIDERS:
         print(f"  {provider:8} {base}/{provider}", file=sys.stderr)
+    on_server = _stop_with_parent if args.exit_with_parent else None
     # uvicorn re-raises the SIGINT it handled once it has shut down; Ctrl-C is how this command
     # is meant to stop, so that is a clean exit.
     with contextlib.suppress(KeyboardInterrupt):
-        run_emulator(args.host, args.port, config)
+        run_emulator(args.host, args.port, config, on_server=on_server)
     return 0
+
+
+def _port_taken(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be served ("" if it can): an emulator already runs there (the
+    one ``dagster dev`` or ``omni-assets run`` started, say), or another program holds it."""
+    if port == 0:
+        return ""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+            return ""
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return ""  # let the server report it
+    base = f"http://{host}:{port}"
+    pid = emulator_pid(base)
+    if pid is not None:
+        who = f" (pid {pid})" if pid else ""
+        return (
+            f"an omni_assets emulator is already running on {base}{who}; use it as it is "
+            f"(OMNI_EMULATOR_URL={base}), or stop it first, or choose another --port"
+        )
+    return f"port {port} on {host} is in use by another program; choose another --port"
+
+
+def _stop_with_parent(server: Any) -> None:
+    def stop() -> None:
+        server.should_exit = True
+        # If a graceful shutdown hangs, the parent is gone anyway: leave no orphan behind.
+        threading.Timer(5.0, os._exit, args=(0,)).start()
+
+    watch_parent(stop)
 
 
 if __name__ == "__main__":

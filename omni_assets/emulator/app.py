@@ -12,6 +12,7 @@ Control endpoints (not provider traffic, so left out of the request audit):
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -114,7 +115,8 @@ def _control_routes(state: EmulatorState) -> list[BaseRoute]:
         return JSONResponse({"service": "omni_assets emulator", "providers": providers})
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        # The pid lets `omni-assets emulator` say which process already holds the port.
+        return JSONResponse({"status": "ok", "pid": os.getpid()})
 
     async def audit(request: Request) -> Response:
         return JSONResponse(state.audit.snapshot())

@@ -8,7 +8,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from types import TracebackType
 from typing import Any
@@ -63,10 +63,19 @@ def _server(app: Starlette, host: str, port: int) -> uvicorn.Server:
 
 
 def run_emulator(
-    host: str = "127.0.0.1", port: int = 8765, config: EmulatorConfig | None = None
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    config: EmulatorConfig | None = None,
+    *,
+    on_server: Callable[[uvicorn.Server], None] | None = None,
 ) -> None:
-    """Serve the emulator on ``host:port`` until interrupted (blocking)."""
+    """Serve the emulator on ``host:port`` until interrupted (blocking).
+
+    ``on_server`` sees the server before it starts (to stop it from elsewhere: ``should_exit``).
+    """
     server = _server(create_app(config), host, port)
+    if on_server is not None:
+        on_server(server)
     with quiet_uvicorn():
         server.run()
 
