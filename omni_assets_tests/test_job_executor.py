@@ -7,7 +7,10 @@ daemon test in test_production.py checks that runs launched there start no step 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from dagster import (
     Definitions,
     define_asset_job,
@@ -19,9 +22,11 @@ from dagster.components.testing import create_defs_folder_sandbox
 from omni_assets.components import OmniVideoComponent
 from omni_assets.definitions import build_definitions
 from omni_assets.jobs import MATERIALIZE_JOB, SUBMIT_JOB
+from omni_assets.executors import CELERY_CONFIG_ENV, job_executor_from_env
 from omni_assets.resources import OmniStorageResource
 
 JOBS = (SUBMIT_JOB, MATERIALIZE_JOB)
+PROFILE = Path(__file__).resolve().parent.parent / "deploy" / "celery"
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +84,34 @@ def test_component_option_leaves_the_jobs_on_the_code_location_executor() -> Non
 
     assert load() == {in_process_executor.name}
     assert load(jobs_in_process=False) == {multiprocess_executor.name}
+
+
+def test_the_jobs_pass_nothing_through_an_io_manager() -> None:
+    """Their ops' outputs are Nothing: no IO manager writes them to a disk that step workers on
+    other machines (Celery's) would not share."""
+    defs = build_definitions(storage=OmniStorageResource(url="/tmp/unused"))
+    for name in JOBS:
+        for node in defs.resolve_job_def(name).graph.node_defs:
+            types = {out.dagster_type.display_name for out in node.output_dict.values()}
+            assert types == {"Nothing"}, (name, node.name, types)
+
+
+def test_omni_celery_config_puts_the_jobs_on_celery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``OMNI_CELERY_CONFIG`` (deploy/celery/celery.yaml) -> dagster-celery's executor for the
+    two jobs; unset -> in process; a file without an executor config block is refused.
+    (reliability/test_celery.py runs the profile with real workers.)"""
+    monkeypatch.delenv(CELERY_CONFIG_ENV, raising=False)
+    assert job_executor_from_env() is in_process_executor
+    monkeypatch.setenv(CELERY_CONFIG_ENV, str(PROFILE / "celery.yaml"))
+    executor = job_executor_from_env()
+    defs = build_definitions(storage=OmniStorageResource(url="/tmp/unused"), job_executor=executor)
+    assert _executors(defs) == {"celery"}
+    # What makes a killed worker's step run again elsewhere instead of being lost.
+    options = yaml.safe_load((PROFILE / "celery.yaml").read_text())["execution"]["config"]
+    source = options["config_source"]
+    assert source["task_acks_late"] and source["task_reject_on_worker_lost"]
+    assert source["worker_prefetch_multiplier"] == 1
+    assert source["broker_transport_options"]["visibility_timeout"] >= 600
+    monkeypatch.setenv(CELERY_CONFIG_ENV, str(PROFILE / "dagster.yaml"))
+    with pytest.raises(ValueError, match=r"execution\.config"):
+        job_executor_from_env()
