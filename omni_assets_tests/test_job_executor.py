@@ -21,8 +21,8 @@ from dagster.components.testing import create_defs_folder_sandbox
 
 from omni_assets.components import OmniVideoComponent
 from omni_assets.definitions import build_definitions
-from omni_assets.jobs import MATERIALIZE_JOB, SUBMIT_JOB
 from omni_assets.executors import CELERY_CONFIG_ENV, job_executor_from_env
+from omni_assets.jobs import MATERIALIZE_JOB, SUBMIT_JOB
 from omni_assets.resources import OmniStorageResource
 
 JOBS = (SUBMIT_JOB, MATERIALIZE_JOB)
