@@ -14,6 +14,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -22,6 +24,7 @@ import omni_assets.registry as registry_module
 from omni_assets.providers.base import TaskRef, TaskState, TaskStatus
 from omni_assets.registry import (
     TRANSITIONS,
+    Charge,
     PollUpdate,
     RecordState,
     RegisterItem,
@@ -649,3 +652,31 @@ def test_a_tick_of_5000_in_flight_tasks_is_fast(registry_url: str, clock: Clock)
     # The target is well under 1 s; the bound leaves room for a slow, shared CI machine.
     assert read_s + write_s < 3.0
     reg.close()
+
+
+def test_registering_many_estimates_takes_a_few_statements_not_three_per_request(
+    registry: Registry,
+) -> None:
+    """At 100,000 requests the requests sensor's first tick never finished (issue 15): each
+    estimate was a select, an update and an insert of its own. Now a chunk of keys is one read
+    and one multi-row insert, whatever its size; estimates still land, and one already past
+    ``estimated`` is left as it is."""
+    charge = Charge("emulator", "omni-1", 6.0, "second", 0.6)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = registry._engine  # the store's own engine: the count is of what register sends
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        keys = [f"k{i:04d}" for i in range(1200)]
+        items = [replace(item(k), estimate=charge) for k in keys]
+        assert len(registry.register(items).new) == 1200
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    on_costs = [s for s in statements if "omni_costs" in s]
+    assert len(on_costs) <= 6, len(on_costs)  # 3 chunks of 500: a read and an insert each
+    rows = registry.costs(keys)
+    assert len(rows) == 1200 and {r.state for r in rows} == {"estimated"}
+    assert {r.estimated_usd for r in rows} == {0.6}

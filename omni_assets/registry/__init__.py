@@ -129,9 +129,8 @@ class Registry(SpendAndRoutes):
                     events = [(i.key, "registered", {"fingerprint": i.fingerprint}) for i in fresh]
                     self._log(conn, events, now)
                     result.new.extend(i.key for i in fresh)
-                    for i in fresh:
-                        if i.estimate is not None:
-                            ledger.record_estimate(conn, i.key, 1, i.estimate, now)
+                    estimates = [(i.key, 1, i.estimate) for i in fresh if i.estimate is not None]
+                    ledger.record_estimates(conn, estimates, now)
                     routed = [(i.key, "routed", dict(i.route)) for i in fresh if i.route]
                     if routed:
                         self._log(conn, routed, now)
