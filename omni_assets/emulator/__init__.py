@@ -85,8 +85,35 @@ Deliberate deviations from the real services
 
 from __future__ import annotations
 
-from .app import create_app
-from .config import EmulatorConfig
-from .server import EmulatorServer, run_emulator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import create_app
+    from .config import EmulatorConfig
+    from .server import EmulatorServer, run_emulator
 
 __all__ = ["EmulatorConfig", "EmulatorServer", "create_app", "run_emulator"]
+
+# Imported on first use: every code location imports ``emulator.process`` (to start the emulator
+# in emulator mode), which would otherwise load the server side too (Starlette, uvicorn, numpy:
+# ~0.5 CPU-s in every run worker and code server; docs/benchmarks.md, issue 15).
+_LAZY = {
+    "create_app": "app",
+    "EmulatorConfig": "config",
+    "EmulatorServer": "server",
+    "run_emulator": "server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
