@@ -204,3 +204,137 @@ def test_forty_requests_spread_over_two_workers(
         forty_materialize_runs=len(runs),
         forty_duplicate_generations=sum(n - 1 for n in paid.values()),
     )
+
+
+# Downloads that take a while: ~0.66 MB videos at 150 kB/s a connection, ~4.4 s each.
+SLOW_DOWNLOADS = {"download_bytes_per_second": 150_000, "video_padding_bytes": 600_000}
+FAST_DOWNLOADS = {"download_bytes_per_second": 0, "video_padding_bytes": 0}
+
+
+def _running_step_host(deployment: CeleryDeployment, keys: set[str]) -> tuple[Any, str] | None:
+    """A started omni_materialize run for ``keys`` and the worker running its step."""
+    with deployment.instance() as instance:
+        for run in _materialize_runs(instance, keys):
+            hosts = deployment.step_hosts(instance, run.run_id)
+            if run.status == DagsterRunStatus.STARTED and hosts:
+                return run, hosts[-1]
+    return None
+
+
+def _downloads_of(providers: EmulatorProcess, requests: list[dict[str, Any]]) -> list[Any]:
+    audit = providers.audit()
+    prompts = {r["prompt"] for r in requests}
+    tasks = {t["task_id"] for t in audit["tasks"] if t["prompt"] in prompts}
+    return [d for d in audit["downloads"] if d["task_id"] in tasks]
+
+
+def test_a_worker_killed_mid_download_loses_nothing_and_pays_nothing_twice(
+    deployment: CeleryDeployment, providers: EmulatorProcess
+) -> None:
+    requests = _requests("kill", 2, [{"provider": "crun"}])
+    keys = {r["id"] for r in requests}
+    registry = Registry(deployment.registry_url)
+    providers.configure(**SLOW_DOWNLOADS)
+    victim = None
+    try:
+        deployment.write_requests(requests)
+        found: list[tuple[Any, str]] = []
+
+        def downloading() -> bool:
+            if (
+                not _downloads_of(providers, requests)
+                and providers.audit()["downloads_in_progress"]
+            ):
+                hit = _running_step_host(deployment, keys)
+                if hit is not None:
+                    found.append(hit)
+                    return True
+            return False
+
+        _wait(downloading, 400, "a download of the kill case", deployment)
+        run, victim = found[0]
+        killed_at = time.monotonic()
+        deployment.kill_worker(victim)
+        _wait_materialized(deployment, registry, keys, timeout=400)
+        recovered_s = time.monotonic() - killed_at
+        history = {key: [e.event for e in registry.history(key)] for key in keys}
+    finally:
+        providers.configure(**FAST_DOWNLOADS)
+        registry.close()
+        if victim is not None:  # the next case wants two workers again
+            deployment.start_worker(victim)
+            deployment.wait_workers_ready(300)
+    (survivor,) = {"worker-a", "worker-b"} - {victim}
+    with deployment.instance() as instance:
+        (finished,) = _wait_runs_finished(instance, [run], 120)
+        hosts = deployment.step_hosts(instance, run.run_id)
+        by_worker = deployment.videos_by_worker(instance, [run.run_id])
+    # The same step, taken by the survivor once Redis handed the unacknowledged message back.
+    assert hosts == [victim, survivor], hosts
+    assert finished.status == DagsterRunStatus.SUCCESS
+    assert by_worker == {survivor: len(keys)}, by_worker
+    # The killed downloads never completed; each video was then downloaded in full once.
+    downloads = _downloads_of(providers, requests)
+    assert any(not d["complete"] for d in downloads), downloads
+    assert sum(d["complete"] for d in downloads) == len(keys), downloads
+    # The claim stayed with the run (it was alive, waiting for its step) and was never
+    # taken by anyone else: claimed once, then materialized.
+    for key, events in history.items():
+        assert events.count("claimed") == 1 and events[-1] == "materialized", (key, events)
+    paid = _paid_once(providers, requests)
+    assert set(paid.values()) == {1}, paid
+    assert _storage_problems(deployment, keys) == []
+    record_figures(
+        "celery",
+        kill_recovered_s=round(recovered_s, 1),
+        kill_visibility_timeout_s=VISIBILITY_S,
+        kill_duplicate_generations=sum(n - 1 for n in paid.values()),
+    )
+
+
+def test_a_redis_restart_mid_run_pays_nothing_twice(
+    deployment: CeleryDeployment, providers: EmulatorProcess, redis_server: RedisServer
+) -> None:
+    requests = _requests("redis", 2, [{"provider": "jimmyai"}])
+    keys = {r["id"] for r in requests}
+    registry = Registry(deployment.registry_url)
+    providers.configure(**SLOW_DOWNLOADS)
+    try:
+        deployment.write_requests(requests)
+
+        def downloading() -> bool:
+            return bool(
+                providers.audit()["downloads_in_progress"]
+                and _running_step_host(deployment, keys) is not None
+            )
+
+        _wait(downloading, 400, "a download of the Redis case", deployment)
+        restarted_at = time.monotonic()
+        # Stopped, down 2 s, started empty (no persistence): queues, unacknowledged messages and
+        # results are gone.
+        redis_server.restart(down_s=2)
+        _wait_materialized(deployment, registry, keys, timeout=400)
+        recovered_s = time.monotonic() - restarted_at
+        providers.configure(**FAST_DOWNLOADS)
+        # After the restart the deployment takes new work as before.
+        after = _requests("after-redis", 2, [{"provider": "toapis"}])
+        deployment.write_requests(after)
+        _wait_materialized(deployment, registry, {r["id"] for r in after}, timeout=400)
+    finally:
+        providers.configure(**FAST_DOWNLOADS)
+        registry.close()
+    with deployment.instance() as instance:
+        runs = _wait_runs_finished(instance, _materialize_runs(instance, keys), 120)
+        statuses = [r.status for r in runs]
+    # Recovered (the run rode out the restart), or failed cleanly and a later run finished.
+    assert all(r.is_finished for r in runs), statuses
+    assert statuses[-1] == DagsterRunStatus.SUCCESS, statuses
+    paid = _paid_once(providers, [*requests, *after])
+    assert set(paid.values()) == {1}, paid
+    assert _storage_problems(deployment, keys | {r["id"] for r in after}) == []
+    record_figures(
+        "celery",
+        redis_restart_recovered_s=round(recovered_s, 1),
+        redis_restart_runs=[s.value for s in statuses],
+        redis_restart_duplicate_generations=sum(n - 1 for n in paid.values()),
+    )
