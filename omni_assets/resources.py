@@ -111,6 +111,9 @@ class ProviderResource(ConfigurableResource, ProviderSettings):  # type: ignore[
             self._client = get_provider(
                 self.provider_name,
                 api_key=api_key,
+                key_variable=self.api_key.env_var_name
+                if isinstance(self.api_key, EnvVar)
+                else None,
                 base_url=_resolved(self.base_url),
                 model=self.model,
                 timeout=self.timeout_s,

@@ -32,12 +32,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .providers.capabilities import PROVIDER_NAMES
 from .providers.env import API_KEY_ENV, api_key_env
-from .providers.http import DEFAULT_MAX_DOWNLOAD_BYTES
+from .providers.errors import InvalidApiKeyError
+from .providers.http import DEFAULT_MAX_DOWNLOAD_BYTES, key_problem
 from .request import MAX_REQUESTS
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "MissingProviderKey",
     "ProviderNotConfigured",
     "Settings",
+    "check_key_shapes",
 ]
 
 EMULATOR = "emulator"
@@ -169,13 +172,15 @@ class Settings:
         return self.provider
 
     def check_keys(self) -> None:
-        """Raise :class:`MissingProviderKey` when the chosen provider has no key to use.
+        """Raise :class:`MissingProviderKey` when the chosen provider has no key to use, and
+        :class:`~omni_assets.providers.errors.InvalidApiKeyError` when any key set is malformed.
 
         ``auto`` needs one seller with a key; the emulator needs none.
         """
         provider = self.require_provider()
         if provider == EMULATOR:
             return
+        check_key_shapes()
         if provider == AUTO:
             if not any(os.environ.get(api_key_env(p)) for p in PROVIDER_NAMES):
                 raise MissingProviderKey(AUTO)
@@ -195,6 +200,22 @@ class Settings:
         if self.provider == AUTO:  # auto routes over the sellers that have a key
             return found
         return found if self.provider in found else (*found, self.provider)
+
+
+def check_key_shapes(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse a malformed key in any provider's key variable, naming the variable, never the key.
+
+    A line break, a space, a NUL or another control or non-ASCII character inside a key (a
+    mis-pasted one) made httpx raise ``Illegal header value`` with the whole key in the message,
+    which was then stored everywhere; checked here before anything is sent.
+    """
+    env = os.environ if environ is None else environ
+    for provider in PROVIDER_NAMES:
+        for name in API_KEY_ENV[provider]:
+            value = (env.get(name) or "").strip()
+            problem = key_problem(value) if value else None
+            if problem is not None:
+                raise InvalidApiKeyError(name, problem, provider=provider)
 
 
 def _positive_int(name: str, default: int) -> int:

@@ -225,7 +225,8 @@ def _preflight() -> None:
     """Before anything is registered or sent: a provider was chosen, and it has its key.
 
     Raises :class:`~omni_assets.settings.ProviderNotConfigured` (``OMNI_PROVIDER`` unset: the
-    emulator is used only when asked for) or :class:`~omni_assets.settings.MissingProviderKey`.
+    emulator is used only when asked for), :class:`~omni_assets.settings.MissingProviderKey`,
+    or :class:`~omni_assets.providers.errors.InvalidApiKeyError` (a mis-pasted key).
     """
     from ..settings import Settings
 
@@ -326,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     add_lineage_parser(sub)
     add_cost_parser(sub)
     args = parser.parse_args(argv)
+    from ..providers.errors import InvalidApiKeyError
     from ..settings import MissingProviderKey, ProviderNotConfigured
 
     handlers = {
@@ -338,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (ProviderNotConfigured, MissingProviderKey) as exc:
+    except (ProviderNotConfigured, MissingProviderKey, InvalidApiKeyError) as exc:
         # A configuration mistake, not a crash: say what to set, exit 2, no traceback.
         print(f"omni-assets {args.command}: {exc}", file=sys.stderr)
         return 2

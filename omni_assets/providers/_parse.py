@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from .base import TaskState, TaskStatus
+from .redaction import redact, redact_opt
 
 __all__ = [
     "as_float",
@@ -100,8 +101,10 @@ def url_from(value: Any) -> str | None:
 
 
 def request_id_of(response: httpx.Response, body: Mapping[str, Any] | None = None) -> str | None:
-    """The provider's request id: a ``request_id`` body field or an ``X-Request-Id`` header."""
-    return as_str((body or {}).get("request_id")) or response.headers.get("x-request-id")
+    """The provider's request id: a ``request_id`` body field or an ``X-Request-Id`` header,
+    redacted (a careless provider echoes the request's headers, the key among them)."""
+    found = as_str((body or {}).get("request_id")) or response.headers.get("x-request-id")
+    return redact_opt(found)
 
 
 def make_status(
@@ -132,7 +135,8 @@ def make_status(
     can download, and marking it succeeded would only move the failure to the download.
     Without an ``expires_at`` the URL is assumed to live ``url_ttl`` seconds from completion.
     """
-    word = (as_str(raw_status) or "").lower()
+    # The provider's words go through the one redactor before anything logs or records them.
+    word = redact(as_str(raw_status) or "").lower()
     state = states.get(word)
     recognized = state is not None
     if state is None:
@@ -143,8 +147,8 @@ def make_status(
             task_id,
             word,
         )
-    message = as_str(error_message)
-    code = as_str(error_code)
+    message = redact_opt(as_str(error_message))
+    code = redact_opt(as_str(error_code))
     if state is TaskState.SUCCEEDED:
         if not video_url:
             state, code = TaskState.FAILED, code or "no_video_url"

@@ -21,6 +21,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import IO, Any
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -51,6 +52,7 @@ from .http import (
 )
 from .inputs import Sources, derive_idempotency_key, hash_file, resolve_sources
 from .probe import probe_seconds
+from .redaction import redact_opt, scrub_exception
 from .urlguard import guarded_transport, origin_of
 from .validation import check_local, validate
 
@@ -114,7 +116,8 @@ class ProviderClient:
 
     ``api_key`` is required (see :meth:`from_env`); ``base_url`` defaults to the provider's real
     host; ``model`` to the provider's default model. ``transport`` / ``async_transport`` replace
-    the network (tests pass an ``httpx.MockTransport``, which serves both).
+    the network (tests pass an ``httpx.MockTransport``, which serves both). ``key_variable`` is
+    where the key came from, for the error a malformed key gets (default ``<PROVIDER>_API_KEY``).
     """
 
     #: Set by each subclass; a client may replace it with a configured copy (Google's delivery).
@@ -130,9 +133,13 @@ class ProviderClient:
         options: ClientOptions | None = None,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
+        key_variable: str | None = None,
     ) -> None:
         self.name = self.dialect.name
-        self._secret = Secret(api_key)
+        # A key that cannot go into a header is refused here, before any HTTP call, naming the
+        # variable it came from (``key_variable``, else the provider's usual one).
+        variable = key_variable or api_key_env(self.name)
+        self._secret = Secret(api_key, variable=variable, provider=self.name)
         self.base_url = (base_url or self.dialect.default_base_url).rstrip("/")
         caps = find(self.name, model)
         if caps is None:
@@ -196,6 +203,7 @@ class ProviderClient:
                 provider=cls.dialect.name,
             )
         kwargs.setdefault("base_url", os.environ.get(f"{prefix}_BASE_URL") or None)
+        kwargs.setdefault("key_variable", key_env)
         return cls(key, model=model, **kwargs)
 
     def __repr__(self) -> str:
@@ -296,7 +304,7 @@ class ProviderClient:
             model=caps.model,
             submitted_at=time.time(),
             idempotency_key=key,
-            request_id=submitted.request_id,
+            request_id=redact_opt(submitted.request_id),
         )
 
     def _submit_retry_rule(self) -> Callable[[ProviderError], bool]:
@@ -362,6 +370,15 @@ class ProviderClient:
             raise transport_error(
                 exc, provider=self.name, op="status", task_id=ref.task_id
             ) from exc
+        except aiohttp.ClientError as exc:
+            # httpx_aiohttp lets some of aiohttp's own errors through (a status line or header
+            # no parser accepts), quoting the line: a transport failure like any other.
+            raise transport_error(
+                httpx.RemoteProtocolError(str(exc), request=request),
+                provider=self.name,
+                op="status",
+                task_id=ref.task_id,
+            ) from scrub_exception(exc)
         self._raise_for_error(response, "status", ref.task_id)
         return response
 

@@ -45,6 +45,7 @@ from .errors import (
     UrlExpiredError,
 )
 from .http import ClientOptions, parse_retry_after, transport_error
+from .redaction import scrub_exception
 from .urlguard import RefusedDestinationError, check_url
 
 __all__ = ["download_to", "safe_url"]
@@ -193,6 +194,7 @@ def _fetch(
             stalls = 0 if written - before >= options.chunk_size else stalls + 1
             resumes += 1
             if stalls > options.resume_attempts or resumes > _MAX_RESUMES:
+                scrub_exception(exc)  # chained under ours: Dagster prints the whole chain
                 raise DownloadError(
                     f"download of {safe_url(url)} broke off {resumes} times "
                     f"({type(exc).__name__}: {exc})",

@@ -5,6 +5,8 @@
     OmniError
     ├── InvalidRequestError          the request cannot be sent as it is (raised before any HTTP
     │                                call; names the field, the value and what is allowed)
+    ├── InvalidApiKeyError           a key that cannot be sent (a line break, a space, a control
+    │                                or non-ASCII character): names its variable, never its value
     ├── ProviderError                the provider answered with an error, or could not be reached
     │   ├── AuthenticationError      401 / JimmyAI 20001: bad or missing key        (do not retry)
     │   ├── InsufficientBalanceError 402: top up the account                        (do not retry)
@@ -21,18 +23,22 @@
         └── UrlExpiredError          403/410/"expired": query the task again for a fresh URL
 
 Every error carries the provider's own message and, where known, the provider, HTTP status,
-request id and task id. None of them ever carries an API key.
+request id and task id. None of them ever carries an API key: each passes its strings through
+the one redactor (redaction.py) as it is made.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .redaction import redact, redact_opt
+
 __all__ = [
     "AuthenticationError",
     "ContentRejectedError",
     "DownloadError",
     "InsufficientBalanceError",
+    "InvalidApiKeyError",
     "InvalidRequestError",
     "OmniError",
     "ProviderError",
@@ -60,13 +66,14 @@ class OmniError(Exception):
         status_code: int | None = None,
         code: str | None = None,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.provider = provider
-        self.task_id = task_id
-        self.request_id = request_id
+        self.task_id = redact_opt(task_id)
+        self.request_id = redact_opt(request_id)
         self.status_code = status_code
-        self.code = code
+        self.code = redact_opt(code) if isinstance(code, str) or code is None else code
 
     def __str__(self) -> str:
         context = [
@@ -120,6 +127,24 @@ class InvalidRequestError(OmniError, ValueError):
         self.allowed = allowed
         self.model = model
         self.request_key = request_key
+
+
+class InvalidApiKeyError(OmniError, ValueError):
+    """A key that cannot go into a header: found when the client is made, before any HTTP call.
+
+    httpx would refuse it with ``Illegal header value`` and the whole key in the message. This
+    error names the variable (``variable``) and what is wrong, and never the key.
+    """
+
+    def __init__(self, variable: str, problem: str, *, provider: str | None = None) -> None:
+        super().__init__(
+            f"{variable} holds {problem} (a mis-pasted key?): an API key is visible ASCII "
+            f"characters only, no spaces, line breaks or control characters; set {variable} "
+            "again with the key alone",
+            provider=provider,
+        )
+        self.variable = variable
+        self.problem = problem
 
 
 class ProviderError(OmniError):

@@ -348,6 +348,7 @@ class GoogleClient(ProviderClient):
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
         delivery: Delivery = "inline",
+        key_variable: str | None = None,
     ) -> None:
         if delivery not in DELIVERIES:
             raise ValueError(f"delivery={delivery!r}; allowed: {', '.join(DELIVERIES)}")
@@ -362,6 +363,7 @@ class GoogleClient(ProviderClient):
             options=options,
             transport=transport,
             async_transport=async_transport,
+            key_variable=key_variable,
         )
 
     def _wrap_transport(self, transport: httpx.BaseTransport | None) -> httpx.BaseTransport:

@@ -23,6 +23,7 @@ import contextlib
 import email.utils
 import re
 import time
+import unicodedata
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from .errors import (
     AuthenticationError,
     ContentRejectedError,
     InsufficientBalanceError,
+    InvalidApiKeyError,
     ProviderError,
     ProviderUnavailableError,
     RateLimitedError,
@@ -42,6 +44,8 @@ from .errors import (
     SubmitOutcomeUnknownError,
     TaskNotFoundError,
 )
+from .redaction import MIN_SECRET_LENGTH, remember, scrub_exception
+from .redaction import redact as redact_text
 
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD_BYTES",
@@ -54,6 +58,7 @@ __all__ = [
     "Secret",
     "classify_error",
     "is_moderation",
+    "key_problem",
     "maybe_created",
     "outcome_unknown",
     "parse_retry_after",
@@ -89,14 +94,26 @@ _BALANCE = re.compile(
 
 
 class Secret:
-    """An API key that never shows itself in a repr, str, log line or traceback."""
+    """An API key that never shows itself in a repr, str, log line or traceback.
+
+    Surrounding whitespace is dropped (a key read from a file ends in a newline); anything else
+    that is not visible ASCII is refused with :class:`InvalidApiKeyError` naming ``variable``
+    (a mis-pasted key: httpx would put the whole key in its ``Illegal header value`` error).
+    The redactor learns every key made here.
+    """
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(
+        self, value: str, *, variable: str = "the API key", provider: str | None = None
+    ) -> None:
         if not value or not value.strip():
             raise ValueError("an API key is required (got an empty one)")
         self._value = value.strip()
+        problem = key_problem(self._value)
+        if problem is not None:
+            raise InvalidApiKeyError(variable, problem, provider=provider)
+        remember(self._value)
 
     def reveal(self) -> str:
         """The key itself, for an ``Authorization`` header and nothing else."""
@@ -117,11 +134,34 @@ class Secret:
         return self
 
 
-def redact(text: str, secret: Secret | None) -> str:
-    """``text`` with any occurrence of the key replaced (providers may echo a bad key)."""
-    if secret is not None and secret.reveal() in text:
-        return text.replace(secret.reveal(), "***")
-    return text
+_CHARACTER_NAMES = {
+    "\n": "a line break",
+    "\r": "a carriage return",
+    "\t": "a tab",
+    " ": "a space",
+    "\0": "a NUL byte",
+}
+
+
+def key_problem(key: str) -> str | None:
+    """What makes ``key`` unsendable in a header, without quoting it; None when it is fine."""
+    for index, char in enumerate(key):
+        if "!" <= char <= "~":
+            continue
+        name = _CHARACTER_NAMES.get(char) or (
+            f"a control character (U+{ord(char):04X})"
+            if unicodedata.category(char).startswith("C")
+            else f"a non-ASCII character (U+{ord(char):04X})"
+        )
+        return f"{name} at character {index + 1} of {len(key)}"
+    return None
+
+
+def redact(text: str, secret: Secret | None = None) -> str:
+    """``text`` through the one redactor (redaction.py), which knows every configured key."""
+    if secret is not None and len(secret.reveal()) < MIN_SECRET_LENGTH:
+        text = text.replace(secret.reveal(), "***")  # too short for the global redactor
+    return redact_text(text)
 
 
 @dataclass(frozen=True)
@@ -304,7 +344,12 @@ def classify_error(
 def transport_error(
     exc: httpx.TransportError, *, provider: str, op: Op, task_id: str | None = None
 ) -> ProviderError:
-    """The exception for a request that got no answer (``maybe_created`` tells the two apart)."""
+    """The exception for a request that got no answer (``maybe_created`` tells the two apart).
+
+    ``exc`` (and what caused it) is redacted in place first: it is chained under ours, and
+    httpx quotes what it could not send (a header value, a URL).
+    """
+    scrub_exception(exc)
     kind = type(exc).__name__
     if isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
         return ProviderError(f"cannot send the request: {kind}: {exc}", provider=provider)

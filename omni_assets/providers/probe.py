@@ -16,6 +16,7 @@ import httpx
 
 from .download import safe_url
 from .errors import DownloadError
+from .redaction import scrub_exception
 
 __all__ = ["clip_seconds", "probe_seconds"]
 
@@ -49,6 +50,7 @@ def probe_seconds(
                         raise DownloadError(f"reference video {safe_url(url)} is too large")
                     tmp.write(chunk)
         except httpx.HTTPError as exc:
+            scrub_exception(exc)
             raise DownloadError(f"cannot read the reference video {safe_url(url)}: {exc}") from exc
         tmp.flush()
         try:
