@@ -129,6 +129,7 @@ class TreeCpu:
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
         self.last: dict[tuple[int, float], float] = {}
+        self.roles: dict[tuple[int, float], str] = {}
 
     def sample(self) -> float:
         try:
@@ -137,11 +138,33 @@ class TreeCpu:
             procs = []
         for proc in procs:
             try:
+                key = (proc.pid, proc.create_time())
+                if key not in self.roles:
+                    self.roles[key] = _role(proc.cmdline())
                 times = proc.cpu_times()
-                self.last[(proc.pid, proc.create_time())] = times.user + times.system
+                self.last[key] = times.user + times.system
             except psutil.NoSuchProcess:
                 continue
         return sum(self.last.values())
+
+    def by_role(self) -> dict[str, tuple[int, float]]:
+        """Processes and CPU seconds per role (daemon, code server, run, other) so far."""
+        out: dict[str, tuple[int, float]] = {}
+        for key, seconds in self.last.items():
+            count, total = out.get(self.roles[key], (0, 0.0))
+            out[self.roles[key]] = (count + 1, total + seconds)
+        return out
+
+
+def _role(cmdline: list[str]) -> str:
+    line = " ".join(cmdline)
+    if "execute_run" in line or "execute_step" in line:
+        return "run"
+    if "api grpc" in line:
+        return "code server"
+    if "dagster-daemon" in line:
+        return "daemon"
+    return "other"
 
 
 def _dagster_home(folder: Path) -> Path:
@@ -213,6 +236,7 @@ def run_ours(
             time.sleep(0.5)
         time.sleep(2)
         cpu_start = cpu.sample()
+        roles_start = cpu.by_role()
         tmp = requests_path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump({"requests": requests}))
         start = time.time()
@@ -232,6 +256,10 @@ def run_ours(
         records = registry.records()
         end = max(r.materialized_at or 0.0 for r in records)
         cpu_used = cpu.sample() - cpu_start
+        roles = {
+            role: (count, seconds - roles_start.get(role, (0, 0.0))[1])
+            for role, (count, seconds) in cpu.by_role().items()
+        }
         noticed = {r.key: _event_at(registry, r.key, "remote_succeeded") for r in records}
         registry.close()
         runs = _runs(home, start)
@@ -243,6 +271,7 @@ def run_ours(
         "records": records,
         "noticed": noticed,
         "cpu": cpu_used,
+        "cpu_roles": roles,
         "runs": runs,
     }
 
@@ -340,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
             None,
         )
     )
+    roles = ", ".join(
+        f"{role} {seconds:.1f} s ({count} process{'es' if count > 1 else ''})"
+        for role, (count, seconds) in sorted(ours["cpu_roles"].items())
+    )
+    board.add(Row("CPU seconds by process", f"{n} videos", roles, "-", "-", "reported", None))
     for line in ours["runs"]:
         print(f"[e2e] run: {line}")
     return board.finish()

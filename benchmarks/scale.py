@@ -2,6 +2,8 @@
 
     .venv/bin/python -m benchmarks.scale            # 20,000 partitions; SQLite, then Postgres
     .venv/bin/python -m benchmarks.scale --quick    # 500 partitions, SQLite only
+    .venv/bin/python -m benchmarks.scale --partitions 100000 --backend sqlite
+                                                    # 75,001 registered before, 24,999 in the file
 
 For each backend (the Dagster instance's storage and the task registry both on it: SQLite files,
 or one PostgreSQL server started for the run, ``postgresql+psycopg2``), reported (no targets):
@@ -36,13 +38,14 @@ from dagster import AssetMaterialization, DagsterInstance, SensorResult, build_s
 
 from omni_assets.assets import VIDEO_ASSET_KEY, omni_video_partitions
 from omni_assets.definitions import build_definitions
+from omni_assets.request import MAX_REQUESTS
 from omni_assets.resources import OmniRegistryResource, OmniStorageResource
 from omni_assets.settings import Settings
 from omni_assets_tests.pipeline_env import temporary_env
 from omni_assets_tests.servers import ChildProcess, free_ports
 
 from .common import Row, Scoreboard, cli, command, parser
-from .fixtures import MODEL, PROVIDER
+from .fixtures import MODEL, PROVIDER, register_keys
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -171,7 +174,11 @@ def run_backend(name: str, n: int, folder: Path, postgres: Any | None) -> list[R
         registry_url = postgres.create_database(f"registry_{int(time.time())}")
         instance_url = postgres.create_database(f"dagster_{int(time.time())}")
     requests_path = folder / "requests.jsonl"
-    write_requests(requests_path, n)
+    # A requests file holds at most MAX_REQUESTS (25,000): past that, the partitions of earlier
+    # files are already registered (registry API + add_dynamic_partitions, as their ticks left
+    # them) and the file holds the newest requests, one short of the cap (one is added below).
+    earlier = max(0, n - (MAX_REQUESTS - 1))
+    write_requests(requests_path, n, start=earlier)
     omni_env = {
         "OMNI_PROVIDER": "emulator",
         "OMNI_EMULATOR_URL": "http://127.0.0.1:9",  # never reached: nothing is submitted
@@ -211,12 +218,25 @@ def run_backend(name: str, n: int, folder: Path, postgres: Any | None) -> list[R
                 added += len(keys)
             return added
 
+        if earlier:
+            old_keys = [f"scale-{i:06d}" for i in range(earlier)]
+
+            def preregister() -> None:
+                register_keys(registry.get_registry(), old_keys)
+                for start in range(0, earlier, 20_000):
+                    instance.add_dynamic_partitions(
+                        omni_video_partitions.name or "", old_keys[start : start + 20_000]
+                    )
+
+            seconds, _ = _timed(preregister)
+            what = "earlier files' partitions (registry API + add partitions)"
+            rows.append(_row(name, what, earlier, seconds))
         seconds, added = _timed(register)
-        assert added == n, added
+        assert added == n - earlier, added
         rows.append(_row(name, "register (requests sensor + add partitions)", n, seconds))
         seconds, _ = _timed(lambda: tick("omni_requests_sensor"))
         rows.append(_row(name, "requests sensor tick, file unchanged", n, seconds))
-        write_requests(requests_path, n + 1)
+        write_requests(requests_path, n + 1, start=earlier)
         seconds, added = _timed(register)
         assert added == 1, added
         rows.append(_row(name, "requests sensor tick, one request added", n + 1, seconds))
@@ -258,9 +278,12 @@ def _row(backend: str, what: str, n: int, seconds: float, cold: float | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    n = 500 if args.quick else 20_000
-    backends = ["sqlite"] if args.quick else ["sqlite", "postgres"]
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--partitions", type=int, help="registered partitions (default 20,000)")
+    p.add_argument("--backend", choices=["sqlite", "postgres"], action="append")
+    args = p.parse_args(argv)
+    n = args.partitions or (500 if args.quick else 20_000)
+    backends = args.backend or (["sqlite"] if args.quick else ["sqlite", "postgres"])
     board = Scoreboard("scale", command("benchmarks.scale", argv or sys.argv[1:]))
     board.json_path = args.json
     with tempfile.TemporaryDirectory(prefix="omni-bench-scale-") as tmp:
