@@ -16,7 +16,7 @@ from typing import Any
 import av
 from dagster import MetadataValue
 
-from .lineage.render import image_link, video_link
+from .lineage.render import image_link, iso_times, video_link
 from .pipeline.chain import chain_fields
 from .pipeline.materialize import MaterializedVideo
 from .pipeline.media import InvalidVideoError, thumbnail_and_preview_md
@@ -72,7 +72,7 @@ def with_audit_fields(
             [s.get("sha256") or s.get("url") for s in images]
         )
     if record.sources:
-        tail["sources"] = MetadataValue.json(record.sources)
+        tail["sources"] = MetadataValue.json(iso_times(record.sources))  # expires_at as ISO
     rest = {k: v for k, v in basics.items() if k not in head and k not in lineage}
     return {**head, **lineage, **rest, **preview, **tail}
 

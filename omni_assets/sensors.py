@@ -90,6 +90,15 @@ def register_requests(
     runtime: OmniRuntime, requests: Sequence[VideoRequest], issues: Intake | None = None
 ) -> tuple[Intake, list[str]]:
     """Validate and register ``requests``; returns the outcome and the keys to add as partitions."""
+    checked = check_intake(runtime, requests, issues)
+    result = runtime.register(checked.requests)
+    return checked, [*result.new, *result.changed]
+
+
+def check_intake(
+    runtime: OmniRuntime, requests: Sequence[VideoRequest], issues: Intake | None = None
+) -> Intake:
+    """Validate ``requests`` (no HTTP, nothing registered): the valid ones and every issue."""
     parents = {r.extends for r in requests if r.extends}
     known = {r.key for r in runtime.registry.get_many(sorted(parents))} if parents else set()
     checked = check_requests(
@@ -101,8 +110,7 @@ def register_requests(
     )
     if issues is not None:
         checked.issues[:0] = issues.issues
-    result = runtime.register(checked.requests)
-    return checked, [*result.new, *result.changed]
+    return checked
 
 
 def _even_chunks(keys: list[str], most: int) -> list[list[str]]:
@@ -284,7 +292,10 @@ def poll_tick(context: SensorEvaluationContext, runtime: OmniRuntime) -> SensorR
         f"{counts.get(RecordState.IN_FLIGHT, 0)} in flight, "
         f"{counts.get(RecordState.PENDING, 0)} pending"
     )
-    context.log.info(summary)
+    # Only a tick that did something says so: an idle tick every second ("polled 0 in 0.00s")
+    # was most of a run's log. The skip reason still shows every tick in the UI.
+    if report.polled or runs or report.failed or report.errors:
+        context.log.info(summary)
     if report.skipped_for_budget:
         context.log.warning(f"{report.skipped_for_budget} polls left for the next tick (budget)")
     if not runs:

@@ -140,7 +140,7 @@ class Settings:
             )
         return cls(
             provider=provider,
-            storage_url=os.environ.get("OMNI_STORAGE_URL") or str(Path(".omni/storage").absolute()),
+            storage_url=_storage_url(os.environ.get("OMNI_STORAGE_URL") or ".omni/storage"),
             requests_path=os.environ.get("OMNI_REQUESTS") or None,
             emulator_url=os.environ.get("OMNI_EMULATOR_URL", DEFAULT_EMULATOR_URL).rstrip("/"),
             emulator_dialect=dialect,
@@ -216,6 +216,14 @@ def check_key_shapes(environ: Mapping[str, str] | None = None) -> None:
             problem = key_problem(value) if value else None
             if problem is not None:
                 raise InvalidApiKeyError(name, problem, provider=provider)
+
+
+def _storage_url(raw: str) -> str:
+    """A local folder as an absolute path: the code location, its runs and the CLI may each run
+    in another directory, and must all mean the same folder. URLs (``s3://``...) are kept."""
+    if "://" in raw:
+        return raw
+    return str(Path(raw).expanduser().absolute())
 
 
 def _positive_int(name: str, default: int) -> int:

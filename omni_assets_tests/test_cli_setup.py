@@ -114,3 +114,22 @@ def test_emulator_videos_say_so(tmp_path: Path, fresh_emulator: Any) -> None:
         event = instance.get_latest_materialization_event(AssetKey("omni_video"))
     assert event is not None and event.asset_materialization is not None
     assert event.asset_materialization.metadata["emulated"].value is True
+    # issue 13 finding 9: the instance run made has telemetry and the community pop-up off...
+    with DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        assert not instance.telemetry_enabled and not instance.nux_enabled
+        # ...and its runs are the default location's, with a start and an end: what the
+        # Overview timeline needs to draw them (it leaves out runs without a repository origin).
+        # (omni_lineage's own materialization at the end is an ad hoc asset run.)
+        records = [
+            r for r in instance.get_run_records() if r.dagster_run.job_name.startswith("omni_")
+        ]
+        assert {r.dagster_run.job_name for r in records} == {"omni_submit", "omni_materialize"}
+        for record in records:
+            origin = record.dagster_run.remote_job_origin
+            assert origin is not None, record.dagster_run.job_name
+            assert origin.location_name == "omni_assets.location"
+            assert origin.repository_origin.repository_name == "__repository__"
+            assert record.start_time and record.end_time and record.end_time >= record.start_time
+    # ...the first run says what it registered, and an idle poll tick says nothing.
+    assert "1 valid, 0 rejected, 1 new or changed" in done.stderr, done.stderr
+    assert "polled 0 in" not in done.stderr

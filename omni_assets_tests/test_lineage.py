@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -229,7 +230,7 @@ def test_ancestry_text(graph: LineageGraph) -> None:
             "",
             "ancestry (root first):",
             "harbour  [materialized]  apimart/gemini-omni-flash-preview, task task-harbour,"
-            " cost 1.5",
+            " cost 1.5 USD",
             "prompt: the harbour scene",
             "video: file:///s/videos/harbour.mp4  sha256 0000000000000000",
             "image: cat.png, kitty.png",
@@ -238,11 +239,11 @@ def test_ancestry_text(graph: LineageGraph) -> None:
             "  upload for apimart, valid until 2026-09-24 14:13 UTC",
             "  upload for jimmyai, valid until 2026-09-24 14:13 UTC",
             "└─ harbour-2  [materialized]  apimart/gemini-omni-flash-preview, task task-harbour-2,"
-            " cost 1.5, extends harbour by task_id",
+            " cost 1.5 USD, extends harbour by task_id",
             "   prompt: the harbour-2 scene",
             "   video: file:///s/videos/harbour-2.mp4  sha256 0000000000000000",
             "   └─ harbour-3  [materialized]  apimart/gemini-omni-flash-preview,"
-            " task task-harbour-3, cost 1.5, extends harbour-2 by task_id",
+            " task task-harbour-3, cost 1.5 USD, extends harbour-2 by task_id",
             "      prompt: the harbour-3 scene",
             "      video: file:///s/videos/harbour-3.mp4  sha256 0000000000000000",
             "",
@@ -391,6 +392,7 @@ def test_lineage_end_to_end(tmp_path: Path, fresh_emulator: Any) -> None:
         assert lines[0] == "ext-2: materialized"
         assert lines[1] == "  extension chain: depth 2, root img-a"
         assert any(line.startswith("img-a  [materialized]  apimart/") for line in lines)
+        assert ", cost 1 USD" in ancestry.stdout  # a cost says its unit
         assert any(line.startswith("└─ ext-1  [materialized]") for line in lines)
         assert any(line.startswith("   └─ ext-2  [materialized]") for line in lines)
         assert "image: product.png" in ancestry.stdout and f"sha256 {sha}" in ancestry.stdout
@@ -404,6 +406,23 @@ def test_lineage_end_to_end(tmp_path: Path, fresh_emulator: Any) -> None:
         data = json.loads(snapshot.stdout)
         assert [v["key"] for v in data["ancestry"]] == ["img-a", "ext-1", "ext-2"]
         assert [i["sha256"] for i in data["images"]] == [sha]
+        # Times as ISO 8601, not raw epochs (issue 13 finding 9).
+        iso = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
+        assert iso.match(data["ancestry"][0]["registered_at"])
+        uploads = data["images"][0]["uploads"]
+        assert uploads and all(iso.match(u["expires_at"]) for u in uploads.values())
+        # `omni-assets lineage ext-2 | head -1`: the reader goes away before the output comes.
+        piped = subprocess.Popen(
+            [sys.executable, "-m", "omni_assets.cli", "lineage", "ext-2"],
+            env=cli_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert piped.stdout is not None and piped.stderr is not None
+        piped.stdout.close()
+        errors = piped.stderr.read().decode()
+        assert piped.wait(60) == 0, errors
+        assert "BrokenPipeError" not in errors and "Traceback" not in errors
         missing = cli("no-such-video")
         assert missing.returncode == 1
         assert "no request 'no-such-video' is known (4 videos, 1 images)" in missing.stderr

@@ -331,3 +331,13 @@ def test_workspace_validates_with_the_dagster_cli() -> None:
     assert (
         "Validation successful for code location omni_assets.location" in done.stdout + done.stderr
     )
+
+
+def test_an_idle_poll_tick_logs_nothing(
+    env: PipelineEnv, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing in flight, nothing to launch: the tick is skipped without a log line (issue 13
+    finding 9: "polled 0 in 0.00s" once a second was most of a run's log)."""
+    result, _ = _tick(env, "omni_poll_sensor")
+    assert isinstance(result, SkipReason) and "polled 0" in (result.skip_message or "")
+    assert "polled" not in capfd.readouterr().err

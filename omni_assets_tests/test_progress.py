@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dagster._utils.log import create_console_logger
 
 from omni_assets.cli.driver import LocalDriver
 from omni_assets.cli.progress import ProgressLine, render_progress
@@ -73,18 +76,32 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_on_a_terminal_the_line_is_redrawn_in_place() -> None:
+def _lines(text: str) -> list[str]:
+    """What a terminal shows, roughly: the text split at line ends and carriage returns, with
+    escape sequences removed."""
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    return [line for line in re.split(r"[\r\n]", plain) if line.strip()]
+
+
+def test_on_a_terminal_log_lines_go_above_the_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dagster's log lines (to sys.stderr, the same terminal) never land on the bar's line
+    (issue 13 finding 9); notes neither."""
     out = _Terminal()
+    monkeypatch.setattr(sys, "stderr", out)  # one terminal for both streams, as in a shell
+    dagster_log = create_console_logger("dagster", logging.INFO)  # what sensors and runs log to
     bar = ProgressLine(out)
-    records = _records((RecordState.IN_FLIGHT, 10))
+    records = _records((RecordState.IN_FLIGHT, 10), (RecordState.PENDING, None))
     bar(records)
-    bar(records)
+    dagster_log.info("a dagster log line")
     bar.note("  k0: ready")
-    bar(records)
+    bar([dataclasses.replace(records[0], state=RecordState.MATERIALIZED), records[1]])
     bar.close()
-    text = out.getvalue()
-    assert text.count("\r\x1b[2K") == 4  # three draws over the line, and the note clearing it
-    assert text.endswith("\n") and "  k0: ready\n" in text
+    assert sys.stderr is out  # the redirection ends with the bar
+    lines = _lines(out.getvalue())
+    logged = [line for line in lines if "a dagster log line" in line]
+    assert logged and all("done" not in line for line in logged), lines
+    assert "  k0: ready" in lines
+    assert any("1/2 done" in line and "1 pending" in line for line in lines), lines
 
 
 def test_poll_tick_log_shows_each_task_progress(

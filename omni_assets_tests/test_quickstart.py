@@ -107,7 +107,9 @@ def test_readme_quick_start(provider: str, tmp_path: Path, fresh_emulator: Any) 
     assert done.returncode == 0, output
     (request_id,) = [r["id"] for r in README_REQUESTS[provider]["requests"]]
     assert "1/1 materialized" in done.stdout
-    video = tmp_path / "videos" / "videos" / f"{request_id}.mp4"
+    # ./videos holds the videos themselves, never videos/videos/ (issue 13 finding 9).
+    assert not (tmp_path / "videos" / "videos").exists()
+    video = tmp_path / "videos" / f"{request_id}.mp4"
     assert video.stat().st_size > 0
     sidecar = json.loads(video.with_suffix(".json").read_text())
     assert sidecar["provider"] == provider

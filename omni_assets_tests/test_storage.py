@@ -292,3 +292,15 @@ def test_public_api() -> None:
         "PresignUnsupportedError",
         "VideoStorage",
     }
+
+
+def test_a_root_named_videos_holds_the_videos_itself(tmp_path: Path) -> None:
+    """``OMNI_STORAGE_URL=./videos`` gives ``videos/boat.mp4``, never ``videos/videos/boat.mp4``
+    (issue 13 finding 9); any other root keeps its ``videos/`` folder."""
+    storage = VideoStorage(str(tmp_path / "videos"))
+    assert storage.video_path("boat") == f"{tmp_path}/videos/boat.mp4"
+    assert storage.sidecar_path("boat") == f"{tmp_path}/videos/boat.json"
+    storage.write_json_atomic(storage.sidecar_path("boat"), {"key": "boat"})
+    assert not (tmp_path / "videos" / "videos").exists()
+    other = VideoStorage(str(tmp_path / "omni"))
+    assert other.video_path("boat") == f"{tmp_path}/omni/videos/boat.mp4"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -30,6 +31,8 @@ from typing import Any
 __all__ = ["main"]
 
 DEMO_REQUESTS = Path(__file__).parent.parent / "demo" / "requests.yaml"
+# The instances the CLI creates: no telemetry, no "join the community" pop-up (nux) in the UI.
+INSTANCE_YAML = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
 KEY_LINES = 20  # up to this many requests, each state change gets a line of its own
 
 
@@ -112,7 +115,7 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
     from ..pipeline.intake import load_requests_file
     from ..registry import Record
     from ..resources import OmniRegistryResource, OmniStorageResource, runtime_from_definitions
-    from ..sensors import register_requests
+    from ..sensors import check_intake
     from ..settings import Settings
     from .driver import LocalDriver
     from .lineage import materialize_lineage
@@ -133,8 +136,9 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
     )
     instance = DagsterInstance.get()
     driver = LocalDriver(defs, instance, registry.get_registry(), run_log_level=log_level)
-    # The requests sensor does the same; doing it here too gives the CLI the issues to print.
-    checked, _ = register_requests(runtime_from_definitions(defs), intake.requests, intake)
+    # Checked here for the issues to print; the requests sensor registers them (and counts the
+    # new ones: registering here first made it say "0 new or changed" on a first run).
+    checked = check_intake(runtime_from_definitions(defs), intake.requests, intake)
     wanted = {r.key for r in checked.requests}
     last: dict[str, str] = {}
     bar = ProgressLine()
@@ -166,8 +170,10 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
         print(f"rejected: {issue}")
     print(materialize_lineage(defs, instance))
     done = sum(r.state.value == "materialized" for r in records)
+    # Out of every request in the file: the rejected ones were asked for too.
+    requested = len(records) + len(checked.issues)
     print(
-        f"\n{done}/{len(records)} materialized, {len(checked.issues)} "
+        f"\n{done}/{requested} materialized, {len(checked.issues)} "
         f"rejected, {result.runs} runs, {time.monotonic() - started:.1f}s"
     )
     for provider, reason in result.refused.items():
@@ -198,7 +204,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         home = storage.with_name(storage.name + "-home")
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir(parents=True)
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+        (home / "dagster.yaml").write_text(INSTANCE_YAML)
         server = stack.enter_context(
             EmulatorServer(EmulatorConfig(generation_seconds=args.generation_seconds, seed=1))
         )
@@ -214,11 +220,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"emulator: {server.url}   storage: {storage}   dagster home: {home}")
         code = _drive(Path(args.requests), args.timeout)
         if code == 0:
-            env = f"DAGSTER_HOME={home} OMNI_STORAGE_URL={storage}"
+            env = " ".join(
+                f"{k}={shlex.quote(str(v))}"
+                for k, v in (
+                    ("OMNI_PROVIDER", "emulator"),
+                    ("DAGSTER_HOME", home),
+                    ("OMNI_STORAGE_URL", storage),
+                )
+            )
             print(f"\nvideos are in {storage / 'videos'}")
-            print(f"browse them:   {env} dagster dev   (in the repository root)")
-            print(f"their lineage: {env} omni-assets lineage KEY")
+            # Commands that run as printed: this interpreter's own scripts (neither dagster nor
+            # omni-assets need be on PATH), the location by module name.
+            print(f"browse them:   {env} {_command('dagster')} dev -m omni_assets.location")
+            print(f"their lineage: {env} {_command('omni-assets')} lineage story-dusk")
         return code
+
+
+def _command(script: str) -> str:
+    """How to run ``script`` of this environment as printed: ``.venv/bin/dagster`` (relative
+    when under the current folder), else ``python -m``."""
+    path = Path(sys.executable).parent / script
+    if not path.exists():
+        module = {"omni-assets": "omni_assets.cli"}.get(script, script)
+        return f"{shlex.quote(sys.executable)} -m {module}"
+    relative = os.path.relpath(path)
+    return shlex.quote(relative if not relative.startswith("..") else str(path))
 
 
 def _preflight() -> None:
@@ -237,8 +263,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     _preflight()
     home = os.environ.setdefault("DAGSTER_HOME", str(Path(".omni/dagster_home").absolute()))
     Path(home).mkdir(parents=True, exist_ok=True)
-    if not (Path(home) / "dagster.yaml").exists():
-        (Path(home) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    config = Path(home) / "dagster.yaml"
+    # Ours (absent, or what an earlier version wrote): telemetry and the community pop-up off.
+    if not config.exists() or config.read_text() == "telemetry:\n  enabled: false\n":
+        config.write_text(INSTANCE_YAML)
     return _drive(Path(args.requests), args.timeout)
 
 
@@ -297,6 +325,24 @@ def cmd_emulator(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``omni-assets``; output into a pipe the reader closed (``| head``) ends it quietly."""
+    try:
+        try:
+            code = _main(argv)
+        except SystemExit as exit_:  # argparse's --help and usage errors
+            code = exit_.code if isinstance(exit_.code, int) else 1 if exit_.code else 0
+        sys.stdout.flush()  # here, not at exit, where a BrokenPipeError could not be caught
+    except BrokenPipeError:
+        # The reader has what it wanted. Point stdout at /dev/null so the interpreter's own
+        # flush at exit does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     from .lineage import add_lineage_parser, cmd_lineage
     from .spend import add_cost_parser, cmd_cost
 

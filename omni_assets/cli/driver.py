@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from dagster import (
     DagsterInstance,
@@ -24,6 +27,14 @@ from dagster import (
     SkipReason,
     build_sensor_context,
 )
+from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
+from dagster._core.remote_origin import (
+    ManagedGrpcPythonEnvCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from ..assets import omni_video_partitions
 from ..pipeline.budget import RUN_TAG
@@ -34,6 +45,8 @@ __all__ = ["DriveResult", "LocalDriver"]
 
 # "host:pid" of the process that executes a run in-process: if that process is gone, so is the run.
 DRIVER_TAG = "omni/driver"
+#: The code location ``dagster dev`` loads from the repository's workspace.yaml.
+DEFAULT_LOCATION = "omni_assets.location"
 _UNFINISHED = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.NOT_STARTED]
 
 
@@ -68,9 +81,11 @@ class LocalDriver:
         registry: Registry,
         *,
         run_log_level: str = "INFO",
+        location: str = DEFAULT_LOCATION,
     ) -> None:
         self.defs, self.instance, self.registry = defs, instance, registry
         self.run_log_level = run_log_level
+        self.location = location
         self.cursors: dict[str, str | None] = {}
         self.runs = 0
         self.budget_run = f"drive-{uuid.uuid4().hex[:12]}"
@@ -113,9 +128,10 @@ class LocalDriver:
             **(run.run_config or {}),
             "loggers": {"console": {"config": {"log_level": self.run_log_level}}},
         }
-        job.execute_in_process(
-            run_config=run_config, instance=self.instance, tags=tags, raise_on_error=False
-        )
+        with _runs_of_location(self.instance, self.location, job_name):
+            job.execute_in_process(
+                run_config=run_config, instance=self.instance, tags=tags, raise_on_error=False
+            )
         self.runs += 1
         return job_name
 
@@ -222,6 +238,41 @@ def _waiting_on_budget(records: list[Record], freed_at: float) -> dict[str, str]
         and float(error.get("at", 0)) > freed_at
     }
     return waiting if unsettled and len(waiting) == len(unsettled) else {}
+
+
+@contextmanager
+def _runs_of_location(instance: DagsterInstance, location: str, job_name: str) -> Iterator[None]:
+    """Runs created meanwhile belong to ``job_name`` of code location ``location``.
+
+    ``execute_in_process`` records a run without an origin, and the UI's Overview timeline
+    leaves out every run without one (it draws a row per code location job). With the origin
+    of the location ``dagster dev`` loads (workspace.yaml, ``-m omni_assets.location``), the
+    CLI's runs appear in its row, with their start and end.
+    """
+    origin = RemoteJobOrigin(
+        repository_origin=RemoteRepositoryOrigin(
+            code_location_origin=ManagedGrpcPythonEnvCodeLocationOrigin(
+                loadable_target_origin=LoadableTargetOrigin(
+                    executable_path=sys.executable, module_name=location
+                ),
+                location_name=location,
+            ),
+            repository_name=SINGLETON_REPOSITORY_NAME,
+        ),
+        job_name=job_name,
+    )
+    create = instance.create_run_for_job
+
+    def create_with_origin(*args: Any, **kwargs: Any) -> DagsterRun:
+        kwargs.setdefault("remote_job_origin", origin)
+        return create(*args, **kwargs)
+
+    # On this instance object only, for this one call: execute_in_process has no origin option.
+    instance.create_run_for_job = create_with_origin  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del instance.create_run_for_job
 
 
 def _alive(pid: int) -> bool:

@@ -103,7 +103,7 @@ def materialize_lineage(defs: Definitions, instance: DagsterInstance) -> str:
 
 def cmd_lineage(args: argparse.Namespace) -> int:
     """Print the ancestry of ``args.target`` (or, with ``--reverse``, the videos using it)."""
-    from ..lineage.render import describe_ancestry, describe_reverse
+    from ..lineage.render import describe_ancestry, describe_reverse, iso_times
 
     try:
         graph = load_graph(args.storage, snapshot=args.snapshot)
@@ -112,7 +112,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         return 1
     try:
         if args.json:
-            print(json.dumps(_as_json(graph, args.target, args.reverse), indent=2, default=str))
+            # Times as ISO 8601 (expires_at, registered_at...), not raw epochs.
+            found = iso_times(_as_json(graph, args.target, args.reverse))
+            print(json.dumps(found, indent=2, default=str))
         elif args.reverse:
             print(describe_reverse(graph, args.target))
         else:

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
 from urllib.parse import quote
 
+from ..providers.prices import DEFAULT_PRICES
 from .graph import ImageNode, LineageGraph, VideoNode
 
 __all__ = [
     "chains_summary_md",
+    "cost_unit",
     "describe_ancestry",
     "describe_reverse",
     "image_link",
+    "iso_times",
     "lineage_markdown",
     "video_link",
 ]
@@ -98,7 +103,7 @@ def lineage_markdown(graph: LineageGraph, max_rows: int = MAX_ROWS) -> str:
                     v.state + (" (pruned)" if v.pruned else ""),
                     f"{v.provider} / {v.model}",
                     f"`{v.task_id}`" if v.task_id else "",
-                    _num(v.cost),
+                    f"{_num(v.cost)} {cost_unit(v)}" if v.cost is not None else "",
                     video_link(v.parent) if v.parent else "",
                     str(v.chain_depth),
                     ", ".join(image_link(i, _image_label(graph, i)) for i in v.images),
@@ -187,7 +192,7 @@ def describe_reverse(graph: LineageGraph, query: str) -> str:
 
 def _video_lines(graph: LineageGraph, video: VideoNode, lead: str) -> list[str]:
     pad = " " * len(lead)
-    cost = f", cost {_num(video.cost)}" if video.cost is not None else ""
+    cost = f", cost {_num(video.cost)} {cost_unit(video)}" if video.cost is not None else ""
     via = f", extends {video.parent} by {video.extended_via}" if video.parent else ""
     lines = [
         f"{lead}{video.key}  [{video.state}]  {video.provider}/{video.model}"
@@ -248,6 +253,28 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def cost_unit(video: VideoNode) -> str:
+    """The unit of a video's reported ``cost``: its price's (USD, or the provider's credits)."""
+    price = DEFAULT_PRICES.get(video.provider, video.model)
+    return price.unit if price is not None else "USD"
+
+
+def iso_times(value: Any) -> Any:
+    """``value`` with every ``*_at`` epoch number (``expires_at``...) as an ISO 8601 UTC time."""
+    if isinstance(value, dict):
+        return {
+            k: _iso(v) if k.endswith("_at") and isinstance(v, int | float) else iso_times(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [iso_times(v) for v in value]
+    return value
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
 
 
 def _num(value: float | None) -> str:

@@ -6,6 +6,10 @@ Layout under the root URL::
     videos/{key}.json           its sidecar         sources/{sha256}.{ext}           source images
     lineage/...                 lineage graph data
 
+A root whose last folder is itself named ``videos`` (``OMNI_STORAGE_URL=./videos``) holds the
+videos and sidecars directly: ``videos/boat.mp4``, not ``videos/videos/boat.mp4``; ``sources/``
+and ``lineage/`` are inside it.
+
 Every write is atomic, through the one writer in :mod:`omni_assets.storage.sinks`: locally the
 bytes go to a temporary sibling ``.partial-<name>~<uuid>`` (a name no key can have) moved onto
 the final name, on S3 an upload that appears only once complete. A reader never sees half a
@@ -69,6 +73,9 @@ class VideoStorage:
         self._options = options
         self._fs, root = fsspec.core.url_to_fs(url, **options)
         self._root: str = str(root).rstrip("/") or str(root)
+        # ./videos means "put the videos here": never videos/videos/boat.mp4.
+        named_videos = self._root.rsplit("/", 1)[-1] == "videos"
+        self._videos: str = self._root if named_videos else f"{self._root}/videos"
 
     def __repr__(self) -> str:
         return f"VideoStorage({self.url!r})"
@@ -96,12 +103,12 @@ class VideoStorage:
     # -- layout ---------------------------------------------------------------------------------
 
     def video_path(self, key: str) -> str:
-        """``{root}/videos/{key}.mp4``."""
-        return f"{self._root}/videos/{_check_key(key)}.mp4"
+        """``{root}/videos/{key}.mp4`` (``{root}/{key}.mp4`` when the root is named videos)."""
+        return f"{self._videos}/{_check_key(key)}.mp4"
 
     def sidecar_path(self, key: str) -> str:
-        """``{root}/videos/{key}.json``."""
-        return f"{self._root}/videos/{_check_key(key)}.json"
+        """``{root}/videos/{key}.json``, beside the video."""
+        return f"{self._videos}/{_check_key(key)}.json"
 
     def source_path(self, sha256: str, ext: str) -> str:
         """``{root}/sources/{sha256}.{ext}`` (content-addressed)."""
@@ -237,11 +244,11 @@ class VideoStorage:
         """
         cutoff = (time.time() if now is None else now) - older_than_s
         removed = []
-        for sub in _SUBDIRS:
-            folder = f"{self._root}/{sub}"
+        folders = {self._videos, *(f"{self._root}/{sub}" for sub in _SUBDIRS if sub != "videos")}
+        for folder in sorted(folders):
             if not self._fs.exists(folder):
                 continue
-            for path in self._fs.find(folder):
+            for path in self._fs.find(folder, maxdepth=None if folder != self._root else 1):
                 name = path.rsplit("/", 1)[-1]
                 # A temporary name starts with the marker; a key never does (it may contain it).
                 if name.startswith(PARTIAL_MARKER) and self._fs.modified(path).timestamp() < cutoff:
