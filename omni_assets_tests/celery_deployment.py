@@ -7,7 +7,8 @@ so nothing is shared through a local disk:
 * a code server, ``dagster api grpc --module-name omni_assets.location`` with
   ``OMNI_CELERY_CONFIG`` set, which launches each run as a process (the default run launcher);
 * ``dagster-daemon`` on ``deploy/celery/workspace.yaml`` (sensors, run queue, monitoring);
-* Celery workers, ``dagster-celery worker start -y celery.yaml -A dagster_celery.app``, one
+* Celery workers, ``dagster-celery worker start -y celery.yaml -A dagster_celery.app`` (with
+  ``--includes omni_assets.location``: the code location is loaded at start), one
   process each (``--pool=solo``), which run the steps of ``omni_submit`` and ``omni_materialize``.
 
 The servers (PostgreSQL, S3, Redis, the emulator) are the caller's: see :mod:`.servers`.
@@ -174,6 +175,8 @@ class CeleryDeployment:
             [
                 str(BIN / "dagster-celery"),
                 *("worker", "start", "-y", str(self.celery_config), "-A", "dagster_celery.app"),
+                # Loads the code location at start: a step never waits for that import.
+                *("--includes", "omni_assets.location"),
                 *("--name", name, "--loglevel", "INFO", "--"),
                 *("--pool=solo", "--without-gossip", "--without-mingle"),
             ],
