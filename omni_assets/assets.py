@@ -263,11 +263,11 @@ def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str
         raise Failure(f"partition {key!r} is not a registered request; add it to the requests file")
     if record.state.retryable:
         raise Failure(
-            f"{key} ended {record.state.value}: {(record.error or {}).get('message')}. "
+            f"{key} ended {record.state.value}: {record.error.message if record.error else None}. "
             f"A failed generation is not paid for again unless you ask: `omni-assets retry {key}`",
             metadata={
                 "task_id": record.task_id or "",
-                "error": MetadataValue.json(record.error or {}),
+                "error": MetadataValue.json(record.error.to_dict() if record.error else {}),
             },
         )
     if record.state == RecordState.PENDING:
@@ -337,10 +337,9 @@ def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str
 
 def report_failure(runtime: OmniRuntime, record: Record) -> dict[str, Any]:
     """Metadata for an observation that tells the UI why a partition has no video."""
-    error = record.error or {}
     return {
         "status": MetadataValue.text(record.state.value),
-        "reason": MetadataValue.text(str(error.get("message") or "unknown")),
+        "reason": MetadataValue.text((record.error and record.error.message) or "unknown"),
         "task_id": MetadataValue.text(record.task_id or ""),
         "provider": MetadataValue.text(record.provider),
         "model": MetadataValue.text(record.model),

@@ -27,7 +27,7 @@ from omni_assets.lineage.render import (
 from omni_assets.lineage_assets import LINEAGE_ASSET_KEY
 from omni_assets.pipeline.chain import REFRESH_TAG, chain_fields
 from omni_assets.pipeline.media import INLINE_MD_LIMIT
-from omni_assets.registry import Record, RecordState
+from omni_assets.registry import Record, RecordError, RecordState
 from omni_assets.source_images import SOURCE_IMAGES_KEY
 
 from .pipeline_env import DEMO_DIR, pipeline_env
@@ -106,7 +106,7 @@ def _record(
         progress=None,
         video_url=None,
         url_expires_at=None,
-        error={"message": error} if error else None,
+        error=RecordError("TaskFailedError", error) if error else None,
         sources=sources,
         cost=cost,
         credits=None,

@@ -26,6 +26,7 @@ from omni_assets.registry import (
     TRANSITIONS,
     Charge,
     PollUpdate,
+    RecordError,
     RecordState,
     RegisterItem,
     Registry,
@@ -395,7 +396,7 @@ def test_poll_errors_keep_polling_and_keep_what_was_known(registry: Registry) ->
         99.0,
     )
     assert record.error == error
-    registry.record_polls([PollUpdate.lost("a", {"error": "TaskNotFoundError"})])
+    registry.record_polls([PollUpdate.lost("a", RecordError("TaskNotFoundError", ""))])
     assert registry.get("a").state is S.FAILED  # type: ignore[union-attr]
 
 
@@ -569,6 +570,7 @@ def test_public_api() -> None:
         "HistoryEvent",
         "PollUpdate",
         "Record",
+        "RecordError",
         "RecordState",
         "RegisterItem",
         "RegisterResult",

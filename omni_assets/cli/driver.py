@@ -210,12 +210,12 @@ class LocalDriver:
         for r in unsettled:
             if r.state is not RecordState.PENDING:
                 return {}
-            error = r.error or {}
-            if r.provider in refused or error.get("error") not in PROVIDER_REFUSALS:
+            error = r.error
+            if r.provider in refused or error is None or error.kind not in PROVIDER_REFUSALS:
                 continue
             history = self.registry.history(r.key)
             if history and history[-1].at >= since:  # refused now, not in an earlier drive
-                refused[r.provider] = f"{error['error']}: {error.get('message', '')}"
+                refused[r.provider] = f"{error.kind}: {error.message}"
         if not all(r.provider in refused for r in unsettled):
             return {}
         return refused
@@ -231,11 +231,12 @@ def _waiting_on_budget(records: list[Record], freed_at: float) -> dict[str, str]
     last changed (so nothing can move any more in this drive)."""
     unsettled = [r for r in records if not r.state.settled]
     waiting = {
-        r.key: str(error.get("message", ""))
+        r.key: r.error.message
         for r in unsettled
         if r.state is RecordState.PENDING
-        and (error := r.error or {}).get("error") == "BudgetExceeded"
-        and float(error.get("at", 0)) > freed_at
+        and r.error is not None
+        and r.error.kind == "BudgetExceeded"
+        and (r.error.at or 0) > freed_at
     }
     return waiting if unsettled and len(waiting) == len(unsettled) else {}
 

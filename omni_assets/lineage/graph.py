@@ -288,7 +288,7 @@ def _video_node(
         video_uri=record.video_uri,
         sha256=record.sha256,
         size=record.size,
-        error=str((record.error or {}).get("message") or "") or None,
+        error=(record.error and record.error.message) or None,
         registered_at=record.registered_at,
         materialized_at=record.materialized_at,
         pruned=pruned,

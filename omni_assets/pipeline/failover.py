@@ -164,10 +164,10 @@ def fail_over_unpaid_failures(
     for record in registry.get_many(keys):
         if record.state is not RecordState.FAILED or record.request.get("provider") != "auto":
             continue
-        error = record.error or {}
-        if error.get("error") != "TaskFailedError":
+        error = record.error
+        if error is None or error.kind != "TaskFailedError":
             continue
-        if is_moderation(f"{error.get('code') or ''} {error.get('message') or ''}"):
+        if is_moderation(f"{error.code or ''} {error.message}"):
             continue  # refused for its content: another seller would refuse it too
         why = _not_charged(registry, record)
         routes = registry.routes(record.key)
@@ -179,7 +179,7 @@ def fail_over_unpaid_failures(
         route = router.route(VideoRequest.model_validate_json(record.request_json), exclude=tried)
         if route is None:
             continue
-        because = f"task failed uncharged ({why}): {error.get('message')}"
+        because = f"task failed uncharged ({why}): {error.message}"
         registry.retry(record.key, {"failover": True, "because": because})
         detail = {"from": record.provider, "because": because, **route.to_dict()}
         if registry.reroute(record.key, route.routed_to, route.model, detail):

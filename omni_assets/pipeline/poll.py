@@ -26,7 +26,7 @@ from ..providers.errors import (
     TaskNotFoundError,
 )
 from ..providers.polling import PollOutcome, PollPolicy
-from ..registry import PollUpdate, Record, Registry
+from ..registry import PollUpdate, Record, RecordError, Registry
 
 __all__ = ["PollReport", "poll_in_flight"]
 
@@ -152,7 +152,7 @@ def _on_error(
 ) -> PollUpdate:
     report.errors[record.key] = str(exc)
     if isinstance(exc, TaskNotFoundError) and _past_deadline(record, policy, now):
-        return PollUpdate.lost(record.key, exc.to_dict())
+        return PollUpdate.lost(record.key, RecordError.from_exception(exc))
     if _past_deadline(record, policy, now):
         return PollUpdate.timed_out(record.key, None, policy.deadline_s)
     if isinstance(exc, TaskNotFoundError):

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from .._crashpoints import crashpoint
 from ..providers import PROVIDERS
@@ -28,7 +27,14 @@ from ..providers.errors import (
     RateLimitedError,
     SubmitOutcomeUnknownError,
 )
-from ..registry import BudgetExceededError, Record, RecordState, Registry, StateConflictError
+from ..registry import (
+    BudgetExceededError,
+    Record,
+    RecordError,
+    RecordState,
+    Registry,
+    StateConflictError,
+)
 from ..request import VideoRequest
 from ..storage import VideoStorage
 from .budget import SpendPolicy
@@ -59,7 +65,7 @@ UNKNOWN_CHOICES = (HOLD, RESUBMIT)
 MAX_RESUBMITS = 3  # per request: resubmitting is bounded like every other retry
 NOT_CONFIGURED = "ProviderNotConfigured"
 # Refusals of a whole provider until someone acts (a key, a top-up, the configuration): its
-# requests stay pending. As named in a record's ``error["error"]``.
+# requests stay pending. As named in a record's ``error.kind``.
 PROVIDER_REFUSALS = frozenset(
     {AuthenticationError.__name__, InsufficientBalanceError.__name__, NOT_CONFIGURED}
 )
@@ -102,9 +108,9 @@ def recover_stale_submits(registry: Registry, older_than_s: float) -> dict[str, 
     out: dict[str, str] = {}
     for record in registry.stuck_submitting(older_than_s):
         replay = _replay_safe(record.provider)
-        error = {
-            "error": "SubmitInterrupted" if replay else "SubmitOutcomeUnknown",
-            "message": "the submitting process stopped after recording its intent and before "
+        error = RecordError(
+            "SubmitInterrupted" if replay else "SubmitOutcomeUnknown",
+            "the submitting process stopped after recording its intent and before "
             "recording a task id (the paid POST may have gone out); "
             + (
                 "replaying it with the same idempotency key"
@@ -112,7 +118,7 @@ def recover_stale_submits(registry: Registry, older_than_s: float) -> dict[str, 
                 else "it was not resubmitted. Check the provider's console, then "
                 f"`omni-assets retry {record.key}` if no task exists."
             ),
-        }
+        )
         try:
             registry.record_submit_error(record.key, error, "not_created" if replay else "unknown")
         except StateConflictError:
@@ -219,11 +225,11 @@ class _Pass:
         if provider is None:
             registry.record_submit_error(
                 record.key,
-                {
-                    "error": NOT_CONFIGURED,
-                    "message": f"provider {name!r} is not configured "
+                RecordError(
+                    NOT_CONFIGURED,
+                    f"provider {name!r} is not configured "
                     f"here; configured: {', '.join(sorted(self.providers)) or 'none'}",
-                },
+                ),
                 "not_created",
             )
             report.blocked_providers[name] = "not configured"
@@ -257,9 +263,7 @@ def _parent_ready(registry: Registry, record: Record, report: SubmitReport) -> R
             else f"parent {record.parent_key!r} ended {parent.state.value}"
         )
         if registry.begin_submit(record.key, idempotency_key(record)):
-            registry.record_submit_error(
-                record.key, {"error": "ParentFailed", "message": reason}, "failed"
-            )
+            registry.record_submit_error(record.key, RecordError("ParentFailed", reason), "failed")
         report.failed[record.key] = reason
         return False
     if parent.state != RecordState.MATERIALIZED:
@@ -294,7 +298,8 @@ def _submit_one(
         ]
         video = _video_source(request, provider, storage, parent, key)
     except InvalidRequestError as exc:
-        _fail_before_post(registry, record, exc.to_dict() | {"field": exc.field}, report)
+        error = RecordError.from_exception(exc, field=exc.field)
+        _fail_before_post(registry, record, error, report)
         return False
     except ProviderError as exc:  # an upload failed: nothing was paid for yet
         health.record(provider.name, exc)
@@ -307,9 +312,7 @@ def _submit_one(
             f"budget: {provider.name} {record.model} has no price, so no budget can hold it; "
             "add it to OMNI_PRICES"
         )
-        registry.hold_pending(
-            key, {"error": "BudgetExceeded", "message": reason, "at": time.time()}
-        )
+        registry.hold_pending(key, RecordError("BudgetExceeded", reason, at=time.time()))
         report.over_budget[key] = reason
         report.deferred.append(key)
         return False
@@ -318,7 +321,7 @@ def _submit_one(
             return False  # another process got there first
     except BudgetExceededError as exc:
         report.over_budget[key] = exc.message
-        if (record.error or {}).get("error") != "BudgetExceeded":
+        if not (record.error and record.error.kind == "BudgetExceeded"):
             report.newly_over_budget.append(key)
         report.deferred.append(key)
         return False
@@ -337,11 +340,12 @@ def _submit_one(
         if exc.idempotency_key:
             # Replaying under the same key returns the task if the POST made one: try again
             # later with the same attempt (``retry`` would change the key and could pay twice).
-            registry.record_submit_error(key, exc.to_dict() | {"replay": True}, "not_created")
+            error = RecordError.from_exception(exc, replay=True)
+            registry.record_submit_error(key, error, "not_created")
             report.deferred.append(key)
             log.warning("submit outcome unknown for %s; will replay: %s", key, exc)
             return True
-        registry.record_submit_error(key, exc.to_dict(), "unknown")
+        registry.record_submit_error(key, RecordError.from_exception(exc), "unknown")
         if _resubmit_unknown(registry, key, run.on_unknown.get(provider.name, HOLD)):
             report.resubmitted[key] = str(exc)
             log.warning("submit outcome unknown for %s; resubmitting as asked: %s", key, exc)
@@ -388,24 +392,24 @@ def _provider_refused(
     )
     if transient:
         if after_intent:
-            registry.record_submit_error(record.key, exc.to_dict(), "not_created")
+            registry.record_submit_error(record.key, RecordError.from_exception(exc), "not_created")
         report.deferred.append(record.key)
         report.blocked_providers[provider.name] = str(exc)
         log.warning("%s refused %s (will try again later): %s", provider.name, record.key, exc)
         return False
     if not after_intent:
         registry.begin_submit(record.key, idempotency_key(record))
-    registry.record_submit_error(record.key, exc.to_dict(), "failed")
+    registry.record_submit_error(record.key, RecordError.from_exception(exc), "failed")
     report.failed[record.key] = str(exc)
     return False
 
 
 def _fail_before_post(
-    registry: Registry, record: Record, error: dict[str, Any], report: SubmitReport
+    registry: Registry, record: Record, error: RecordError, report: SubmitReport
 ) -> None:
     if registry.begin_submit(record.key, idempotency_key(record)):
         registry.record_submit_error(record.key, error, "failed")
-    report.failed[record.key] = str(error.get("message"))
+    report.failed[record.key] = error.message
 
 
 def _video_source(

@@ -45,6 +45,7 @@ from .model import (
     HistoryEvent,
     PollUpdate,
     Record,
+    RecordError,
     RecordState,
     RegisterItem,
     RegisterResult,
@@ -62,6 +63,7 @@ __all__ = [
     "HistoryEvent",
     "PollUpdate",
     "Record",
+    "RecordError",
     "RecordState",
     "RegisterItem",
     "RegisterResult",
@@ -282,7 +284,7 @@ class Registry(SpendAndRoutes):
                 waiting = sa.update(db.records_table).where(
                     _c.key == key, _c.state == S.PENDING.value
                 )
-                conn.execute(waiting.values(error_json=db.to_json(over.to_dict())))
+                conn.execute(waiting.values(error_json=db.error_json(over.record_error())))
                 moved = False
             else:
                 moved = self._cas(conn, key, S.PENDING, "submit_started", values, detail, now)
@@ -324,10 +326,10 @@ class Registry(SpendAndRoutes):
             self._conflict(key, "submitted", {"task_ref": ref.to_json()})
 
     def record_submit_error(
-        self, key: str, error: dict[str, Any], outcome: Literal["not_created", "failed", "unknown"]
+        self, key: str, error: RecordError, outcome: Literal["not_created", "failed", "unknown"]
     ) -> None:
         """submitting -> pending (nothing was created), failed, or unknown (maybe created)."""
-        values: dict[str, Any] = {"error_json": db.to_json(error)}
+        values: dict[str, Any] = {"error_json": db.error_json(error)}
         if outcome == "not_created":
             values |= {"idempotency_key": None, "submit_started_at": None}
         event, now = f"submit_{outcome}", self._clock()
@@ -347,13 +349,13 @@ class Registry(SpendAndRoutes):
         Whether a replay with the same idempotency key is safe is for the caller to decide (see
         ``stuck_submitting``); the registry never resubmits anything on its own.
         """
-        error = {
-            "error": "SubmitOutcomeUnknown",
-            "message": "the submitting process recorded no "
+        error = RecordError(
+            "SubmitOutcomeUnknown",
+            "the submitting process recorded no "
             f"task id within {older_than_s:.0f} s (crashed?); the provider may have created "
             "the task: check there, then retry or cancel",
-        }
-        values = {"error_json": db.to_json(error)}
+        )
+        values = {"error_json": db.error_json(error)}
         return [
             r.key
             for r in self.stuck_submitting(older_than_s)
@@ -377,11 +379,12 @@ class Registry(SpendAndRoutes):
                 event = u.event or _REMOTE_EVENTS[u.state]
                 values = {name: getattr(u, name) for name in _POLL_FIELDS}
                 values |= {
-                    "error_json": db.to_json(u.error),
+                    "error_json": db.error_json(u.error),
                     "last_polled_at": now,
                     "next_poll_at": None,
                 }
-                detail = {"remote_status": u.remote_status, "error": u.error}
+                error = u.error.to_dict() if u.error else None
+                detail = {"remote_status": u.remote_status, "error": error}
                 if self._cas(conn, u.key, S.IN_FLIGHT, event, values, detail, now):
                     moved[u.key] = u.state
                     ledger.settle(conn, u.key, u.cost, u.credits, now)
@@ -452,7 +455,7 @@ class Registry(SpendAndRoutes):
         """Try a failed, unknown or cancelled request again: the ONLY way one is resubmitted.
 
         -> pending with attempt + 1 (a new idempotency key, a new paid task). A failure that was
-        only a poll deadline (``error["resumable"]``) keeps its task and goes back to in_flight.
+        only a poll deadline (``error.resumable``) keeps its task and goes back to in_flight.
         ``reason`` goes into the history event (who asked, and why).
         """
         record = self.get(key)
@@ -464,7 +467,7 @@ class Registry(SpendAndRoutes):
                 "cancelled requests can be retried (change the request to make a new video)"
             )
         guard = {"attempt": record.attempt}
-        if record.task_ref and record.state is S.FAILED and (record.error or {}).get("resumable"):
+        if record.task_ref and record.state is S.FAILED and record.error and record.error.resumable:
             now = self._clock()
             values = {"polling_since": now, "next_poll_at": now, "error_json": None}
             moved = self._move(key, "resumed", values, {"task_id": record.task_id}, guard)
@@ -476,10 +479,10 @@ class Registry(SpendAndRoutes):
             raise ValueError(f"cannot retry {key!r}: it changed state meanwhile; look again")
         return self.get(key)  # type: ignore[return-value]
 
-    def cancel(self, key: str, reason: dict[str, Any] | None = None) -> bool:
+    def cancel(self, key: str, reason: RecordError | None = None) -> bool:
         """pending, in_flight, ready or unknown -> cancelled (the caller cancels the task)."""
         return self._move(
-            key, "cancelled", {"error_json": db.to_json(reason), "next_poll_at": None}, reason
+            key, "cancelled", {"error_json": db.error_json(reason), "next_poll_at": None}, reason
         )
 
 

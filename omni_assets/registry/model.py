@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
 from ..providers.base import TaskRef, TaskState, TaskStatus
 from ..providers.errors import OmniError
 from ..request import VideoRequest
+from .record_error import RecordError
 
 __all__ = [
     "TIMESTAMPS",
@@ -27,6 +28,7 @@ __all__ = [
     "HistoryEvent",
     "PollUpdate",
     "Record",
+    "RecordError",
     "RecordState",
     "RegisterItem",
     "RegisterResult",
@@ -157,16 +159,17 @@ class BudgetExceededError(OmniError):
         self.spent_usd = spent_usd
         self.at = at
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "error": "BudgetExceeded",
-            "message": self.message,
-            "scope": self.limit.scope,
-            "value": self.limit.value,
-            "limit_usd": self.limit.limit_usd,
-            "spent_usd": round(self.spent_usd, 6),
-            "at": self.at,
-        }
+    def record_error(self) -> RecordError:
+        """What the waiting record says: the budget, its limit, what was spent, when."""
+        return RecordError(
+            "BudgetExceeded",
+            self.message,
+            scope=self.limit.scope,
+            value=self.limit.value,
+            limit_usd=self.limit.limit_usd,
+            spent_usd=round(self.spent_usd, 6),
+            at=self.at,
+        )
 
 
 @dataclass(frozen=True)
@@ -279,7 +282,7 @@ class Record:
     progress: int | None
     video_url: str | None
     url_expires_at: float | None
-    error: dict[str, Any] | None
+    error: RecordError | None
     sources: dict[str, Any] | None
     cost: float | None
     credits: float | None
@@ -342,7 +345,7 @@ class PollUpdate:
     cost: float | None = None
     credits: float | None = None
     remote_done_at: float | None = None
-    error: dict[str, Any] | None = None
+    error: RecordError | None = None
     event: str = ""  # the history event of a transition; by default from ``state``
 
     @classmethod
@@ -379,7 +382,7 @@ class PollUpdate:
 
     @classmethod
     def retry_later(
-        cls, key: str, *, next_poll_at: float, error: dict[str, Any] | None = None
+        cls, key: str, *, next_poll_at: float, error: RecordError | None = None
     ) -> PollUpdate:
         """The poll itself failed (network, 429, 5xx): keep the task, poll again later."""
         return cls(key, RecordState.IN_FLIGHT, next_poll_at=next_poll_at, error=error)
@@ -387,13 +390,13 @@ class PollUpdate:
     @classmethod
     def timed_out(cls, key: str, status: TaskStatus | None, deadline_s: float) -> PollUpdate:
         """We stopped waiting; the task may still finish (and is paid): ``retry`` resumes it."""
-        error = {
-            "error": "TaskTimeoutError",
-            "message": f"no result within {deadline_s:.0f} s of submission; the task may still "
+        error = RecordError(
+            "TaskTimeoutError",
+            f"no result within {deadline_s:.0f} s of submission; the task may still "
             "finish at the provider (and is paid for): retry resumes polling it",
-            "remote_status": status.raw_status if status else None,
-            "resumable": True,
-        }
+            remote_status=status.raw_status if status else None,
+            resumable=True,
+        )
         return cls(
             key,
             RecordState.FAILED,
@@ -404,17 +407,18 @@ class PollUpdate:
         )
 
     @classmethod
-    def lost(cls, key: str, error: dict[str, Any]) -> PollUpdate:
+    def lost(cls, key: str, error: RecordError) -> PollUpdate:
         """The provider no longer knows the task (e.g. a persistent 404): failed for good."""
-        return cls(key, RecordState.FAILED, error={**error, "resumable": False}, event="lost")
+        error = replace(error, resumable=False)
+        return cls(key, RecordState.FAILED, error=error, event="lost")
 
 
-def _remote_error(status: TaskStatus, message: str) -> dict[str, Any]:
-    return {
-        "error": "TaskFailedError",
-        "message": message,
-        "code": status.error_code,
-        "remote_status": status.raw_status,
-        "provider": status.provider,
-        "task_id": status.task_id,
-    }
+def _remote_error(status: TaskStatus, message: str) -> RecordError:
+    return RecordError(
+        "TaskFailedError",
+        message,
+        code=status.error_code,
+        remote_status=status.raw_status,
+        provider=status.provider,
+        task_id=status.task_id,
+    )

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from . import costs as ledger
 from . import health
 from . import store as db
-from .model import CostRow, RecordState
+from .model import CostRow, RecordError, RecordState
 from .store import RegistryStore
 
 __all__ = ["SpendAndRoutes"]
@@ -99,11 +99,11 @@ class SpendAndRoutes(RegistryStore):
         with self._read() as conn:
             return health.recent(conn, provider, since)
 
-    def hold_pending(self, key: str, error: dict[str, Any]) -> bool:
+    def hold_pending(self, key: str, error: RecordError) -> bool:
         """Say why a pending request is not submitted now (it stays pending)."""
         with self._write() as conn:
             stmt = sa.update(db.records_table).where(_c.key == key, _c.state == S.PENDING.value)
-            return bool(conn.execute(stmt.values(error_json=db.to_json(error))).rowcount)
+            return bool(conn.execute(stmt.values(error_json=db.error_json(error))).rowcount)
 
     def budget_freed_at(self) -> float:
         """When budget was last given back or settled (a waiting request may fit since)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from .model import (
     HistoryEvent,
     PollUpdate,
     Record,
+    RecordError,
     RecordState,
     RegisterItem,
     StateConflictError,
@@ -35,6 +36,7 @@ from .model import (
 __all__ = [
     "FRESH",
     "RegistryStore",
+    "error_json",
     "history_from_row",
     "history_table",
     "identity",
@@ -225,13 +227,18 @@ def poll_params(update: PollUpdate, now: float) -> dict[str, Any]:
         "p_progress": update.progress,
         "p_next_poll_at": now if update.next_poll_at is None else update.next_poll_at,
         "p_now": now,
-        "p_error_json": to_json(update.error),
+        "p_error_json": error_json(update.error),
     }
 
 
 def to_json(value: Any) -> str | None:
     """Canonical JSON text, or None for None."""
     return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def error_json(error: Mapping[str, Any] | None) -> str | None:
+    """A record's error as stored: its JSON object (``RecordError`` reads as one)."""
+    return None if error is None else to_json(dict(error))
 
 
 def task_ref(text: str | None) -> TaskRef | None:
@@ -247,7 +254,7 @@ def record_from_row(row: Row[Any]) -> Record:
         state=RecordState(m["state"]),
         request=json.loads(m["request_json"]),
         task_ref=task_ref(m["task_ref_json"]),
-        error=json.loads(m["error_json"]) if m["error_json"] else None,
+        error=RecordError.from_json(m["error_json"]),
         sources=json.loads(m["sources_json"]) if m["sources_json"] else None,
     )
 
@@ -296,7 +303,7 @@ class RegistryStore:
         key: str,
         event: str,
         values: dict[str, Any],
-        detail: dict[str, Any] | None = None,
+        detail: Mapping[str, Any] | None = None,
         guard: dict[str, Any] | None = None,
     ) -> bool:
         """Apply transition ``event`` to ``key`` in its own transaction, from whichever state."""
@@ -313,7 +320,7 @@ class RegistryStore:
         source: RecordState,
         event: str,
         values: dict[str, Any],
-        detail: dict[str, Any] | None,
+        detail: Mapping[str, Any] | None,
         now: float | None = None,
         guard: dict[str, Any] | None = None,
     ) -> bool:
@@ -340,7 +347,7 @@ class RegistryStore:
         ]
         conn.execute(sa.insert(history_table), rows)
 
-    def _conflict(self, key: str, event: str, detail: dict[str, Any]) -> None:
+    def _conflict(self, key: str, event: str, detail: Mapping[str, Any]) -> None:
         found = self._select(sa.select(records_table).where(_c.key == key))
         actual = found[0].state.value if found else "not registered"
         expected = " or ".join(s.value for s in TRANSITIONS[event][0])
