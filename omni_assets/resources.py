@@ -49,7 +49,11 @@ __all__ = [
 
 
 class ProviderSettings(BaseModel):
-    """How a provider is used: the fields a provider resource and the component share."""
+    """How a provider is used: the fields a provider resource and the component share.
+
+    A setting of a provider is declared here and nowhere else: the component's provider config
+    inherits it, as the resource does.
+    """
 
     base_url: str | None = Field(default=None, description="Override the provider's base URL.")
     model: str | None = Field(default=None, description="Default model for this provider.")
@@ -62,6 +66,15 @@ class ProviderSettings(BaseModel):
     )
     max_in_flight: int = Field(default=20, description="Tasks submitted but not finished, at most.")
     rate_limit_per_s: float = Field(default=2.0, description="Submissions per second, at most.")
+    max_download_bytes: int | None = Field(
+        default=None,
+        description="The largest video body accepted; default OMNI_MAX_DOWNLOAD_BYTES (384 MiB).",
+    )
+    allow_private_urls: bool | None = Field(
+        default=None,
+        description="Download videos from loopback/private addresses other than the provider's "
+        "own host; default OMNI_ALLOW_PRIVATE_URLS (refused).",
+    )
 
 
 class ProviderResource(ConfigurableResource, ProviderSettings):  # type: ignore[type-arg]
@@ -78,16 +91,6 @@ class ProviderResource(ConfigurableResource, ProviderSettings):  # type: ignore[
         default=False,
         description="Requests that name no provider go to this one (overrides OMNI_PROVIDER).",
     )
-    max_download_bytes: int | None = Field(
-        default=None,
-        description="The largest video body accepted; default OMNI_MAX_DOWNLOAD_BYTES (384 MiB).",
-    )
-    allow_private_urls: bool | None = Field(
-        default=None,
-        description="Download videos from loopback/private addresses other than the provider's "
-        "own host; default OMNI_ALLOW_PRIVATE_URLS (refused).",
-    )
-
     _client: Provider | None = PrivateAttr(default=None)
 
     def get_client(self) -> Provider:

@@ -21,10 +21,15 @@ from dagster.components.testing import create_defs_folder_sandbox
 
 from omni_assets.assets import VIDEO_ASSET_KEY
 from omni_assets.cli.driver import LocalDriver
-from omni_assets.components import OmniVideoComponent
+from omni_assets.components import OmniProviderConfig, OmniVideoComponent
 from omni_assets.definitions import build_definitions
 from omni_assets.registry import RecordState, Registry
-from omni_assets.resources import OmniRegistryResource, OmniStorageResource, ProviderResource
+from omni_assets.resources import (
+    OmniRegistryResource,
+    OmniStorageResource,
+    ProviderResource,
+    ProviderSettings,
+)
 
 TYPE = "omni_assets.components.OmniVideoComponent"
 BIN = Path(sys.executable).parent
@@ -113,6 +118,19 @@ def test_api_keys_are_read_from_the_environment_never_written(
         assert "secret" not in shown
         assert resource.api_key == env_name  # an EnvVar: resolved only when the run starts
     assert "secret" not in component.model_dump_json()
+
+
+def test_a_provider_takes_every_setting_of_its_resource() -> None:
+    """The component declares no provider setting of its own: it has the resource's fields."""
+    shared = set(ProviderSettings.model_fields)
+    # what a resource has beyond the shared settings: its key and how the component wires it
+    assert set(ProviderResource.model_fields) - shared == {"api_key", "emulator_url", "is_default"}
+    assert set(OmniProviderConfig.model_fields) == shared | {"api_key_env"}
+    settings = {"deadline_s": 60.0, "max_download_bytes": 1024, "allow_private_urls": True}
+    attributes = {**_attributes(Path("/tmp/v")), "providers": {"crun": settings}}
+    component = OmniVideoComponent.from_attributes_dict(attributes=attributes)
+    resource = component.provider_resources()["crun"]
+    assert {name: getattr(resource, name) for name in settings} == settings
 
 
 @pytest.mark.parametrize(
