@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from .base import TaskState, TaskStatus
+from .http import ErrorInfo, parse_retry_after
 from .redaction import redact, redact_opt
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "as_int",
     "as_str",
     "dig",
+    "error_answer",
     "first",
     "json_object",
     "make_status",
@@ -105,6 +107,28 @@ def request_id_of(response: httpx.Response, body: Mapping[str, Any] | None = Non
     redacted (a careless provider echoes the request's headers, the key among them)."""
     found = as_str((body or {}).get("request_id")) or response.headers.get("x-request-id")
     return redact_opt(found)
+
+
+def error_answer(
+    response: httpx.Response,
+    body: Mapping[str, Any],
+    *,
+    status: int | None,
+    message: str | None,
+    code: str | None,
+    retry_after: float | None = None,
+) -> ErrorInfo:
+    """A dialect's reading of an error answer, with what every answer carries the same way:
+    the message (else the reason phrase, else ``HTTP <status>``), ``Retry-After`` (else
+    ``retry_after``, a dialect's own hint), the request id and the HTTP status."""
+    return ErrorInfo(
+        status=status,
+        message=message or response.reason_phrase or f"HTTP {response.status_code}",
+        code=code,
+        retry_after=first(parse_retry_after(response.headers.get("retry-after")), retry_after),
+        request_id=request_id_of(response, body),
+        http_status=response.status_code,
+    )
 
 
 def make_status(

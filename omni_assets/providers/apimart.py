@@ -25,6 +25,7 @@ from ._parse import (
     as_int,
     as_str,
     dig,
+    error_answer,
     first,
     json_object,
     make_status,
@@ -35,7 +36,7 @@ from .base import TaskState, TaskStatus
 from .capabilities import ModelCapabilities
 from .client import Dialect, Endpoint, ProviderClient, Submitted
 from .errors import ProviderError, SubmitOutcomeUnknownError
-from .http import ErrorInfo, Op, parse_retry_after
+from .http import ErrorInfo, Op
 from .inputs import Sources
 
 __all__ = ["DIALECT", "RESPONSE_VERSION", "APIMartClient", "build_body", "parse_status"]
@@ -188,15 +189,12 @@ def error_info(response: httpx.Response, op: Op) -> ErrorInfo | None:
     status = response.status_code
     if status < 400:
         status = as_int(err.get("code")) or body_code or _TYPES.get(kind or "") or 400
-    return ErrorInfo(
+    return error_answer(
+        response,
+        body,
         status=status,
-        message=as_str(first(err.get("message"), body.get("message"), body.get("error")))
-        or response.reason_phrase
-        or f"HTTP {response.status_code}",
+        message=as_str(first(err.get("message"), body.get("message"), body.get("error"))),
         code=kind or as_str(err.get("code")),
-        retry_after=parse_retry_after(response.headers.get("retry-after")),
-        request_id=request_id_of(response, body),
-        http_status=response.status_code,
     )
 
 

@@ -22,12 +22,22 @@ from typing import Any
 import httpx
 
 from ..request import VideoRequest
-from ._parse import as_int, as_str, dig, first, json_object, make_status, request_id_of, url_from
+from ._parse import (
+    as_int,
+    as_str,
+    dig,
+    error_answer,
+    first,
+    json_object,
+    make_status,
+    request_id_of,
+    url_from,
+)
 from .base import TaskState, TaskStatus
 from .capabilities import ModelCapabilities
 from .client import Dialect, Endpoint, ProviderClient, Submitted
 from .errors import SubmitOutcomeUnknownError
-from .http import ErrorInfo, Op, parse_retry_after
+from .http import ErrorInfo, Op
 from .inputs import Sources
 from .probe import clip_seconds
 
@@ -130,13 +140,9 @@ def error_info(response: httpx.Response, op: Op) -> ErrorInfo | None:
             return None
         status = code
     message = as_str(first(body.get("message"), body.get("msg"), dig(body, "error", "message")))
-    return ErrorInfo(
-        status=status,
-        message=message or response.reason_phrase or f"code {status}",
-        code=as_str(body.get("code")),
-        retry_after=parse_retry_after(response.headers.get("retry-after")),
-        request_id=request_id_of(response, body),
-        http_status=response.status_code,
+    fallback = None if response.reason_phrase else f"code {status}"
+    return error_answer(
+        response, body, status=status, message=message or fallback, code=as_str(body.get("code"))
     )
 
 

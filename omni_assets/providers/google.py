@@ -36,7 +36,16 @@ from typing import Any, Literal
 import httpx
 
 from ..request import GenerationMode, VideoRequest
-from ._parse import as_float, as_int, as_str, dig, first, json_object, make_status, request_id_of
+from ._parse import (
+    as_float,
+    as_int,
+    as_str,
+    dig,
+    error_answer,
+    json_object,
+    make_status,
+    request_id_of,
+)
 from .base import DownloadResult, StagedDownload, TaskState, TaskStatus
 from .capabilities import ModelCapabilities
 from .client import Dialect, Endpoint, ProviderClient, Submitted, _tls_context
@@ -44,7 +53,7 @@ from .errors import SubmitOutcomeUnknownError
 from .google_http import KEY_HEADER, SKIM, AsyncGoogleTransport, GoogleTransport
 from .google_inline import download_inline, inline_path, inline_url
 from .google_prices import video_cost
-from .http import ClientOptions, ErrorInfo, Op, parse_retry_after
+from .http import ClientOptions, ErrorInfo, Op
 from .inputs import Sources
 from .jsonskim import JsonPath
 
@@ -305,15 +314,8 @@ def error_info(response: httpx.Response, op: Op) -> ErrorInfo | None:
         status = 402  # "enable billing": the account cannot pay for Omni (no free tier)
     elif status == 400 and rpc in _RPC_STATUS:
         status = _RPC_STATUS[rpc]
-    return ErrorInfo(
-        status=status,
-        message=message,
-        code=kind,
-        retry_after=first(
-            parse_retry_after(response.headers.get("retry-after")), _retry_delay(details)
-        ),
-        request_id=request_id_of(response, body),
-        http_status=response.status_code,
+    return error_answer(
+        response, body, status=status, message=message, code=kind, retry_after=_retry_delay(details)
     )
 
 

@@ -19,12 +19,21 @@ from typing import IO, Any
 import httpx
 
 from ..request import GenerationMode, VideoRequest
-from ._parse import as_str, dig, first, json_object, make_status, request_id_of, url_from
+from ._parse import (
+    as_str,
+    dig,
+    error_answer,
+    first,
+    json_object,
+    make_status,
+    request_id_of,
+    url_from,
+)
 from .base import TaskState, TaskStatus
 from .capabilities import ModelCapabilities
 from .client import Dialect, Endpoint, ProviderClient, Submitted
 from .errors import ProviderError, SubmitOutcomeUnknownError
-from .http import ErrorInfo, Op, parse_retry_after
+from .http import ErrorInfo, Op
 from .inputs import Sources
 
 __all__ = ["DIALECT", "JimmyAIClient", "build_body", "parse_status", "parse_submit"]
@@ -175,27 +184,13 @@ def error_info(response: httpx.Response, op: Op) -> ErrorInfo | None:
             body.get("msg"), body.get("message"), dig(body, "error", "message"), body.get("error")
         )
     )
-    request_id = request_id_of(response, body)
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
     if response.status_code >= 400:
-        return ErrorInfo(
-            status=response.status_code,
-            message=message or response.reason_phrase or f"HTTP {response.status_code}",
-            code=code,
-            retry_after=retry_after,
-            request_id=request_id,
-            http_status=response.status_code,
-        )
+        return error_answer(response, body, status=response.status_code, message=message, code=code)
     if code is None or code in _OK_CODES:
         return None
-    return ErrorInfo(
-        status=_BODY_CODES.get(code) or _http_like(code),
-        message=message or f"jimmyai error code {code}",
-        code=code,
-        retry_after=retry_after,
-        request_id=request_id,
-        http_status=response.status_code,
-    )
+    status = _BODY_CODES.get(code) or _http_like(code)
+    message = message or f"jimmyai error code {code}"
+    return error_answer(response, body, status=status, message=message, code=code)
 
 
 def _http_like(code: str) -> int | None:
