@@ -29,13 +29,12 @@ from ._parse import (
     first,
     json_object,
     make_status,
-    request_id_of,
     url_from,
 )
 from .base import TaskState, TaskStatus
 from .capabilities import ModelCapabilities
 from .client import Dialect, Endpoint, ProviderClient, Submitted
-from .errors import ProviderError, SubmitOutcomeUnknownError
+from .errors import ProviderError
 from .http import ErrorInfo, Op
 from .inputs import Sources
 
@@ -115,14 +114,7 @@ def parse_submit(response: httpx.Response) -> Submitted:
     body = json_object(response)
     data = _data(body)
     task_id = as_str(first(data.get("task_id"), data.get("id")))
-    if task_id is None:
-        raise SubmitOutcomeUnknownError(
-            "apimart accepted the create call but its answer holds no task id",
-            provider="apimart",
-            status_code=response.status_code,
-            request_id=request_id_of(response, body),
-        )
-    return Submitted(task_id, request_id_of(response, body), as_str(data.get("status")))
+    return Submitted.of("apimart", response, body, task_id, as_str(data.get("status")))
 
 
 def status_request(ep: Endpoint, task_id: str) -> httpx.Request:

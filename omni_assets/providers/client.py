@@ -16,7 +16,7 @@ import mimetypes
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import IO, Any
@@ -26,6 +26,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from ..request import VideoRequest
+from ._parse import request_id_of
 from .base import DownloadResult, StagedDownload, TaskRef, TaskStatus, UploadedFile
 from .capabilities import ModelCapabilities, find, models_for
 from .download import download_to
@@ -89,6 +90,27 @@ class Submitted:
     task_id: str
     request_id: str | None = None
     status: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        provider: str,
+        response: httpx.Response,
+        body: Mapping[str, Any],
+        task_id: str | None,
+        status: str | None,
+    ) -> Submitted:
+        """A 2xx create answer (``body`` parsed) as the dialect read it: with no task id the
+        outcome is unknown (a task may exist), so it is never taken for "nothing created"."""
+        request_id = request_id_of(response, body)
+        if task_id is None:
+            raise SubmitOutcomeUnknownError(
+                f"{provider} accepted the create call but its answer holds no task id",
+                provider=provider,
+                status_code=response.status_code,
+                request_id=request_id,
+            )
+        return cls(task_id, request_id, status)
 
 
 @dataclass(frozen=True)

@@ -30,13 +30,11 @@ from ._parse import (
     first,
     json_object,
     make_status,
-    request_id_of,
     url_from,
 )
 from .base import TaskState, TaskStatus
 from .capabilities import ModelCapabilities
 from .client import Dialect, Endpoint, ProviderClient, Submitted
-from .errors import SubmitOutcomeUnknownError
 from .http import ErrorInfo, Op
 from .inputs import Sources
 from .probe import clip_seconds
@@ -91,13 +89,7 @@ def submit_request(
 def parse_submit(response: httpx.Response) -> Submitted:
     body = json_object(response)
     task_id = as_str(first(dig(body, "data", "task_id"), body.get("task_id")))
-    if task_id is None:
-        raise SubmitOutcomeUnknownError(
-            "crun accepted CreateTask but its answer holds no task_id",
-            provider="crun",
-            status_code=response.status_code,
-        )
-    return Submitted(task_id, request_id_of(response, body), as_str(dig(body, "data", "status")))
+    return Submitted.of("crun", response, body, task_id, as_str(dig(body, "data", "status")))
 
 
 def status_request(ep: Endpoint, task_id: str) -> httpx.Request:

@@ -44,12 +44,10 @@ from ._parse import (
     error_answer,
     json_object,
     make_status,
-    request_id_of,
 )
 from .base import DownloadResult, StagedDownload, TaskState, TaskStatus
 from .capabilities import ModelCapabilities
 from .client import Dialect, Endpoint, ProviderClient, Submitted, _tls_context
-from .errors import SubmitOutcomeUnknownError
 from .google_http import KEY_HEADER, SKIM, AsyncGoogleTransport, GoogleTransport
 from .google_inline import download_inline, inline_path, inline_url
 from .google_prices import video_cost
@@ -162,14 +160,7 @@ def submit_request(
 def parse_submit(response: httpx.Response) -> Submitted:
     body = json_object(response)
     interaction_id = as_str(body.get("id"))
-    if interaction_id is None:
-        raise SubmitOutcomeUnknownError(
-            "google accepted the interaction but its answer holds no id",
-            provider="google",
-            status_code=response.status_code,
-            request_id=request_id_of(response, body),
-        )
-    return Submitted(interaction_id, request_id_of(response, body), as_str(body.get("status")))
+    return Submitted.of("google", response, body, interaction_id, as_str(body.get("status")))
 
 
 def status_request(ep: Endpoint, task_id: str) -> httpx.Request:

@@ -31,13 +31,12 @@ from ._parse import (
     first,
     json_object,
     make_status,
-    request_id_of,
     url_from,
 )
 from .base import TaskState, TaskStatus
 from .capabilities import ModelCapabilities
 from .client import Dialect, Endpoint, ProviderClient, Submitted
-from .errors import ProviderError, SubmitOutcomeUnknownError
+from .errors import ProviderError
 from .http import ErrorInfo, Op
 from .inputs import Sources
 
@@ -96,13 +95,7 @@ def parse_submit(response: httpx.Response) -> Submitted:
     body = json_object(response)
     task = _task(body)
     task_id = as_str(first(task.get("id"), task.get("task_id")))
-    if task_id is None:
-        raise SubmitOutcomeUnknownError(
-            "toapis accepted the create call but its answer holds no task id",
-            provider="toapis",
-            status_code=response.status_code,
-        )
-    return Submitted(task_id, request_id_of(response, body), as_str(task.get("status")))
+    return Submitted.of("toapis", response, body, task_id, as_str(task.get("status")))
 
 
 def status_request(ep: Endpoint, task_id: str) -> httpx.Request:
