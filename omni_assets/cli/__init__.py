@@ -72,7 +72,7 @@ def _reasons(records: Sequence[Any]) -> list[str]:
     path column holds paths only)."""
     lines = []
     for rec in records:
-        message = str((rec.error or {}).get("message", "")).strip()
+        message = (rec.error.message if rec.error else "").strip()
         if message and rec.state.value != "materialized":
             lines.append(f"{rec.key} ({rec.state.value}): {message[:300]}")
     return ["", "reasons:", *(f"  {line}" for line in lines)] if lines else []
