@@ -22,6 +22,7 @@ __all__ = [
     "as_float",
     "as_int",
     "as_str",
+    "data_object",
     "dig",
     "error_answer",
     "first",
@@ -100,6 +101,15 @@ def url_from(value: Any) -> str | None:
     if isinstance(value, Mapping):
         return url_from(value.get("url"))
     return None
+
+
+def data_object(body: dict[str, Any]) -> dict[str, Any]:
+    """The object under ``data`` (the first item of a list, as legacy create answers have it),
+    else the body itself: the envelope APIMart and ToAPIs wrap a task in."""
+    data = body.get("data")
+    if isinstance(data, list):
+        data = data[0] if data else None
+    return data if isinstance(data, dict) else body
 
 
 def request_id_of(response: httpx.Response, body: Mapping[str, Any] | None = None) -> str | None:

@@ -24,6 +24,7 @@ from ..request import VideoRequest
 from ._parse import (
     as_int,
     as_str,
+    data_object,
     dig,
     error_answer,
     first,
@@ -103,16 +104,9 @@ def submit_request(
     return httpx.Request("POST", ep.url(CREATE_PATH), headers=headers, json=body)
 
 
-def _data(body: dict[str, Any]) -> dict[str, Any]:
-    data = body.get("data")
-    if isinstance(data, list):  # the legacy create answer: data is a one-item array
-        data = data[0] if data else None
-    return data if isinstance(data, dict) else body
-
-
 def parse_submit(response: httpx.Response) -> Submitted:
     body = json_object(response)
-    data = _data(body)
+    data = data_object(body)
     task_id = as_str(first(data.get("task_id"), data.get("id")))
     return Submitted.of("apimart", response, body, task_id, as_str(data.get("status")))
 
@@ -123,7 +117,7 @@ def status_request(ep: Endpoint, task_id: str) -> httpx.Request:
 
 def parse_status(response: httpx.Response, task_id: str, caps: ModelCapabilities) -> TaskStatus:
     body = json_object(response)
-    data = _data(body)
+    data = data_object(body)
     result = data.get("result")
     video = dig(result, "videos", 0)
     error = data.get("error")
@@ -159,7 +153,7 @@ def upload_request(ep: Endpoint, filename: str, content: IO[bytes], mime: str) -
 def parse_upload(response: httpx.Response) -> tuple[str, float | None]:
     """``{"url","filename","content_type","bytes","created_at"}``; the URL lives 72 h (§2.3)."""
     body = json_object(response)
-    data = _data(body)
+    data = data_object(body)
     url = as_str(data.get("url"))
     if url is None:
         raise ProviderError("apimart upload answer holds no url", provider="apimart")

@@ -26,6 +26,7 @@ from ..request import VideoRequest
 from ._parse import (
     as_int,
     as_str,
+    data_object,
     dig,
     error_answer,
     first,
@@ -83,12 +84,7 @@ def submit_request(
 
 
 def _task(body: dict[str, Any]) -> dict[str, Any]:
-    if "status" in body or "id" in body:
-        return body
-    data = body.get("data")
-    if isinstance(data, list):
-        data = data[0] if data else None
-    return data if isinstance(data, dict) else body
+    return body if "status" in body or "id" in body else data_object(body)
 
 
 def parse_submit(response: httpx.Response) -> Submitted:
