@@ -6,9 +6,10 @@ import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..providers.errors import OmniError
+if TYPE_CHECKING:
+    from ..providers.errors import OmniError
 
 __all__ = ["RecordError"]
 
