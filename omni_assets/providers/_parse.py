@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from .answers import clip
 from .base import TaskState, TaskStatus
 from .http import ErrorInfo, parse_retry_after
 from .redaction import redact, redact_opt
@@ -34,12 +35,19 @@ __all__ = [
 
 logger = logging.getLogger("omni_assets.providers")
 
+#: A status word is a word: what is kept of a longer one (logged, stored, compared).
+STATUS_WORD_CHARS = 64
+
+
+def _clipped(text: str | None, limit: int = 2000) -> str | None:
+    return None if text is None else clip(text, limit)
+
 
 def json_object(response: httpx.Response) -> dict[str, Any]:
     """The body as a JSON object; ``{}`` when it is empty, not JSON or not an object."""
     try:
         data = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the stack
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -169,8 +177,9 @@ def make_status(
     can download, and marking it succeeded would only move the failure to the download.
     Without an ``expires_at`` the URL is assumed to live ``url_ttl`` seconds from completion.
     """
-    # The provider's words go through the one redactor before anything logs or records them.
-    word = redact(as_str(raw_status) or "").lower()
+    # Redacted (the one redactor), then clipped: a provider's strings reach logs and the
+    # registry (a 2 MB status word once did).
+    word = clip(redact(as_str(raw_status) or "").lower(), STATUS_WORD_CHARS)
     state = states.get(word)
     recognized = state is not None
     if state is None:
@@ -181,8 +190,8 @@ def make_status(
             task_id,
             word,
         )
-    message = redact_opt(as_str(error_message))
-    code = redact_opt(as_str(error_code))
+    message = _clipped(redact_opt(as_str(error_message)))
+    code = _clipped(redact_opt(as_str(error_code)), 120)
     if state is TaskState.SUCCEEDED:
         if not video_url:
             state, code = TaskState.FAILED, code or "no_video_url"
@@ -191,8 +200,8 @@ def make_status(
             state, code = TaskState.FAILED, "relative_video_url"
             message = (
                 f"{provider} reported the task completed but the video location "
-                f"{video_url!r} is not an http(s) URL (a relative storage key); it cannot be "
-                "downloaded: query again later or ask the provider for the file"
+                f"{clip(repr(video_url), 200)} is not an http(s) URL (a relative storage key); "
+                "it cannot be downloaded: query again later or ask the provider for the file"
             )
     created = as_float(created_at)
     completed = as_float(completed_at)

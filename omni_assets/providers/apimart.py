@@ -32,6 +32,7 @@ from ._parse import (
     make_status,
     url_from,
 )
+from .answers import path_segment
 from .base import TaskState, TaskStatus
 from .capabilities import ModelCapabilities
 from .client import Dialect, Endpoint, ProviderClient, Submitted
@@ -112,7 +113,9 @@ def parse_submit(response: httpx.Response) -> Submitted:
 
 
 def status_request(ep: Endpoint, task_id: str) -> httpx.Request:
-    return httpx.Request("GET", ep.url(STATUS_PATH.format(task_id=task_id)), headers=_headers(ep))
+    return httpx.Request(
+        "GET", ep.url(STATUS_PATH.format(task_id=path_segment(task_id))), headers=_headers(ep)
+    )
 
 
 def parse_status(response: httpx.Response, task_id: str, caps: ModelCapabilities) -> TaskStatus:

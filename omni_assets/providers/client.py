@@ -26,7 +26,15 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from ..request import VideoRequest
-from ._parse import request_id_of
+from ._parse import json_object, request_id_of
+from .answers import (
+    ACCEPT_ENCODING,
+    InvalidTaskIdError,
+    aread_capped,
+    check_task_id,
+    clip,
+    read_capped,
+)
 from .base import DownloadResult, StagedDownload, TaskRef, TaskStatus, UploadedFile
 from .capabilities import ModelCapabilities, find, models_for
 from .download import download_to
@@ -311,13 +319,13 @@ class ProviderClient:
                 read_timeout=self.options.submit_read_timeout,
                 allow=None if idempotent else self._submit_retry_rule(),
             )
-            submitted = self.dialect.parse_submit(response)
         except SubmitOutcomeUnknownError:
             raise
         except ProviderUnavailableError as exc:
             if maybe_created(exc):
                 raise outcome_unknown(exc, idempotency_key=key) from exc
             raise
+        submitted = self._submitted(response, key)
         if response.headers.get("idempotency-replayed", "").lower() == "true":
             logger.info("%s: submit replayed task %s", self.name, submitted.task_id)
         return TaskRef(
@@ -328,6 +336,24 @@ class ProviderClient:
             idempotency_key=key,
             request_id=redact_opt(submitted.request_id),
         )
+
+    def _submitted(self, response: httpx.Response, key: str | None) -> Submitted:
+        """The create answer read, its task id shape-checked; an answer that cannot be read
+        after a POST that went out is an unknown outcome, never an error of ours."""
+        try:
+            submitted = self.dialect.parse_submit(response)
+            check_task_id(submitted.task_id, self.name)
+        except SubmitOutcomeUnknownError:
+            raise
+        except (InvalidTaskIdError, RecursionError, ValueError, TypeError, KeyError) as exc:
+            reason = ProviderUnavailableError(
+                f"the create answer cannot be used: {type(exc).__name__}: {exc}",
+                provider=self.name,
+                status_code=response.status_code,
+                request_id=response.headers.get("x-request-id"),
+            )
+            raise outcome_unknown(reason, idempotency_key=key) from exc
+        return submitted
 
     def _submit_retry_rule(self) -> Callable[[ProviderError], bool]:
         """Retry a create only when it created nothing, or as the provider's document says."""
@@ -383,11 +409,9 @@ class ProviderClient:
         try:
             response = await transport.handle_async_request(request)
             response.request = request
-            try:
-                await response.aread()
-            except BaseException:
-                await response.aclose()
-                raise
+            await aread_capped(
+                response, self.options.max_answer_bytes, provider=self.name, task_id=ref.task_id
+            )
         except httpx.TransportError as exc:
             raise transport_error(
                 exc, provider=self.name, op="status", task_id=ref.task_id
@@ -525,12 +549,21 @@ class ProviderClient:
     def _status_of(
         self, response: httpx.Response, ref: TaskRef, caps: ModelCapabilities
     ) -> TaskStatus:
+        if not json_object(response):  # empty, not JSON, nested past the stack, not an object
+            raise ProviderUnavailableError(
+                f"the status answer is not a JSON object: {clip(repr(response.text[:200]), 120)}",
+                provider=self.name,
+                task_id=ref.task_id,
+                status_code=response.status_code,
+            )
         status = self.dialect.parse_status(response, ref.task_id, caps)
         hint = parse_retry_after(response.headers.get("retry-after"))
         return dataclasses.replace(status, retry_after=hint) if hint is not None else status
 
     def _prepare(self, request: httpx.Request, read_timeout: float | None) -> httpx.Request:
         request.headers.setdefault("User-Agent", self.options.user_agent)
+        # Only the encodings answers.py decodes under its cap (httpx would add br/zstd).
+        request.headers["Accept-Encoding"] = ACCEPT_ENCODING
         request.extensions = {
             **request.extensions,
             "timeout": self.options.timeout(read_timeout).as_dict(),
@@ -551,7 +584,13 @@ class ProviderClient:
             with attempt:
                 request = self._prepare(make_request(), read_timeout)
                 try:
-                    response = self._http.send(request)
+                    # Streamed, then read with a cap on the decoded bytes (answers.py).
+                    response = read_capped(
+                        self._http.send(request, stream=True),
+                        self.options.max_answer_bytes,
+                        provider=self.name,
+                        task_id=task_id,
+                    )
                 except httpx.TransportError as exc:
                     raise transport_error(exc, provider=self.name, op=op, task_id=task_id) from exc
                 self._raise_for_error(response, op, task_id)

@@ -45,6 +45,7 @@ from ._parse import (
     json_object,
     make_status,
 )
+from .answers import path_segment
 from .base import DownloadResult, StagedDownload, TaskState, TaskStatus
 from .capabilities import ModelCapabilities
 from .client import Dialect, Endpoint, ProviderClient, Submitted, _tls_context
@@ -166,7 +167,9 @@ def parse_submit(response: httpx.Response) -> Submitted:
 def status_request(ep: Endpoint, task_id: str) -> httpx.Request:
     """The interaction, its inline video skimmed off on the way in (``google_http.py``)."""
     headers = {**_headers(ep), "Accept-Encoding": "identity"}
-    request = httpx.Request("GET", ep.url(STATUS_PATH.format(id=task_id)), headers=headers)
+    request = httpx.Request(
+        "GET", ep.url(STATUS_PATH.format(id=path_segment(task_id))), headers=headers
+    )
     request.extensions = {**request.extensions, SKIM: True}
     return request
 

@@ -218,6 +218,8 @@ class ClientOptions:
     max_redirects: int = 5
     #: Fetch videos from loopback/private/link-local addresses too (``OMNI_ALLOW_PRIVATE_URLS``).
     allow_private_urls: bool = False
+    #: The largest JSON answer read, decompressed (answers.py: a provider answers a few KB).
+    max_answer_bytes: int = 4 * 1024 * 1024  # answers.DEFAULT_MAX_ANSWER_BYTES
     user_agent: str = "omni-assets/0.1 (+httpx)"
 
     def timeout(self, read: float | None = None) -> httpx.Timeout:
