@@ -16,7 +16,9 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from ..providers.answers import clip
 from ..providers.base import Provider, TaskState, TaskStatus
 from ..providers.errors import (
     OmniError,
@@ -78,28 +80,46 @@ async def _poll_all(
         name: asyncio.Semaphore(policies.get(name, PollPolicy()).concurrency) for name in providers
     }
 
+    started: set[str] = set()
+
     async def one(record: Record) -> PollUpdate:
         policy = policies.get(record.provider, PollPolicy())
         async with semaphores[record.provider]:
+            started.add(record.key)
             try:
                 status = await providers[record.provider].astatus(record.task_ref)  # type: ignore[arg-type]
-            except OmniError as exc:
+            except Exception as exc:
                 return _on_error(record, exc, policy, now, report)
-        return _on_status(record, status, policy, now, report)
+            # Parsing happened inside astatus; what is left cannot raise on a hostile answer.
+            return _on_status(record, status, policy, now, report)
 
-    tasks = [asyncio.ensure_future(one(r)) for r in due]
+    tasks = {asyncio.ensure_future(one(r)): r for r in due}
     done, pending = await asyncio.wait(tasks, timeout=budget_s) if tasks else (set(), set())
     for task in pending:
         task.cancel()
-    report.skipped_for_budget = len(pending)
+    if pending:
+        await asyncio.wait(pending)  # let each cancelled poll close its connection
+    report.skipped_for_budget = sum(1 for t in pending if tasks[t].key not in started)
     report.polled = len(done)
     updates = []
     for task in done:
         exc = task.exception()
         if exc is None:
             updates.append(task.result())
-        else:  # a bug or an unexpected transport error: keep polling later, say why
-            log.exception("polling failed unexpectedly", exc_info=exc)
+        else:  # _on_error itself failed (a bug): still this task's, still under its deadline
+            record = tasks[task]
+            policy = policies.get(record.provider, PollPolicy())
+            updates.append(_on_error(record, exc, policy, now, report))
+    for task in pending:
+        record = tasks[task]
+        policy = policies.get(record.provider, PollPolicy())
+        if record.key in started:  # its status request outlived the tick's budget
+            error: Exception = TimeoutError(
+                f"the status request did not finish within the tick's budget ({budget_s:.0f} s)"
+            )
+            updates.append(_on_error(record, error, policy, now, report))
+        elif _past_deadline(record, policy, now):  # never reached: the deadline still applies
+            updates.append(PollUpdate.timed_out(record.key, None, policy.deadline_s))
     return updates
 
 
@@ -147,14 +167,25 @@ def _on_status(
     )
 
 
+def _error_of(exc: BaseException) -> dict[str, Any]:
+    """What a failed poll ran into, as stored on the task (clipped: it may echo the answer)."""
+    if isinstance(exc, OmniError):
+        error = exc.to_dict()
+    else:  # not the provider's answer as such: our transport, a parser, a bug
+        error = {"error": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+    return {k: clip(v) if isinstance(v, str) else v for k, v in error.items()}
+
+
 def _on_error(
-    record: Record, exc: OmniError, policy: PollPolicy, now: float, report: PollReport
+    record: Record, exc: BaseException, policy: PollPolicy, now: float, report: PollReport
 ) -> PollUpdate:
-    report.errors[record.key] = str(exc)
+    error = _error_of(exc)
+    report.errors[record.key] = f"{error['error']}: {error['message']}"
     if isinstance(exc, TaskNotFoundError) and _past_deadline(record, policy, now):
-        return PollUpdate.lost(record.key, RecordError.from_exception(exc))
+        return PollUpdate.lost(record.key, RecordError.from_dict(error))
     if _past_deadline(record, policy, now):
-        return PollUpdate.timed_out(record.key, None, policy.deadline_s)
+        return PollUpdate.timed_out(record.key, None, policy.deadline_s, last_error=error)
+    log.warning("polling %s failed (will poll again): %s", record.key, report.errors[record.key])
     if isinstance(exc, TaskNotFoundError):
         outcome, hint = PollOutcome.NOT_FOUND, None
     elif isinstance(exc, (RateLimitedError, ProviderUnavailableError)):
@@ -164,4 +195,6 @@ def _on_error(
     else:  # not the provider's answer (e.g. our own transport code): poll again as usual
         outcome, hint = PollOutcome.STATUS, None
     next_poll_at = _next_poll(policy, now, outcome, hint)
-    return PollUpdate.retry_later(record.key, next_poll_at=next_poll_at)
+    return PollUpdate.retry_later(
+        record.key, next_poll_at=next_poll_at, error=RecordError.from_dict(error)
+    )

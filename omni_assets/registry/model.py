@@ -388,14 +388,25 @@ class PollUpdate:
         return cls(key, RecordState.IN_FLIGHT, next_poll_at=next_poll_at, error=error)
 
     @classmethod
-    def timed_out(cls, key: str, status: TaskStatus | None, deadline_s: float) -> PollUpdate:
-        """We stopped waiting; the task may still finish (and is paid): ``retry`` resumes it."""
+    def timed_out(
+        cls,
+        key: str,
+        status: TaskStatus | None,
+        deadline_s: float,
+        *,
+        last_error: Mapping[str, Any] | None = None,
+    ) -> PollUpdate:
+        """We stopped waiting; the task may still finish (and is paid): ``retry`` resumes it.
+
+        ``last_error`` is what the last poll ran into, when it could not read a status at all.
+        """
         error = RecordError(
             "TaskTimeoutError",
             f"no result within {deadline_s:.0f} s of submission; the task may still "
             "finish at the provider (and is paid for): retry resumes polling it",
             remote_status=status.raw_status if status else None,
             resumable=True,
+            extra={"last_error": dict(last_error)} if last_error is not None else {},
         )
         return cls(
             key,
