@@ -14,15 +14,19 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .._crashpoints import crashpoint
 from ..providers import PROVIDERS
+from ..providers.answers import clip
 from ..providers.base import Provider, TaskRef
 from ..providers.capabilities import Extension
 from ..providers.errors import (
     AuthenticationError,
+    DownloadError,
     InsufficientBalanceError,
     InvalidRequestError,
+    OmniError,
     ProviderError,
     RateLimitedError,
     SubmitOutcomeUnknownError,
@@ -45,6 +49,7 @@ from .sources import ResolvedSource, resolve_source
 
 __all__ = [
     "HOLD",
+    "MAX_SUBMIT_TRIES",
     "PROVIDER_REFUSALS",
     "RESUBMIT",
     "UNKNOWN_CHOICES",
@@ -63,6 +68,14 @@ HOLD, RESUBMIT = "hold", "resubmit"
 #: default: wait for the user) or ``resubmit`` (the user accepts that it may pay twice).
 UNKNOWN_CHOICES = (HOLD, RESUBMIT)
 MAX_RESUBMITS = 3  # per request: resubmitting is bounded like every other retry
+#: Submit runs in which one request may fail for a reason that may pass (its storage, its
+#: reference video, a create answered with an error APIMart's Idempotency-Key lets us replay):
+#: counted in the record's error (``tries``), with a back-off between runs, then ``failed``.
+MAX_SUBMIT_TRIES = 4
+#: The back-off after the second failed try; it doubles after each later one. The first failed
+#: try is tried again in the next run (a lost answer is replayed at once): 0, 30, 60 s, failed.
+SUBMIT_BACKOFF_S = 30.0
+STORAGE_NOT_WRITABLE = "StorageNotWritable"
 NOT_CONFIGURED = "ProviderNotConfigured"
 # Refusals of a whole provider until someone acts (a key, a top-up, the configuration): its
 # requests stay pending. As named in a record's ``error.kind``.
@@ -83,6 +96,8 @@ class SubmitReport:
     hops: dict[str, list[str]] = field(default_factory=dict)  # key -> ["crun->apimart", ...]
     resubmitted: dict[str, str] = field(default_factory=dict)  # unknown, resubmitted as chosen
     no_seller: dict[str, str] = field(default_factory=dict)  # routed, and every seller is out
+    waiting: dict[str, str] = field(default_factory=dict)  # key -> why it waits (a try failed)
+    storage_error: str | None = None  # storage is not writable: nothing was submitted
 
 
 def idempotency_key(record: Record) -> str:
@@ -146,6 +161,7 @@ def submit_pending(
     router: Router | None = None,
     breaker: BreakerPolicy | None = None,
     on_unknown: Mapping[str, str] | None = None,
+    now: float | None = None,
 ) -> SubmitReport:
     """Submit what the budgets allow (only ``keys`` when given); report what happened to each.
 
@@ -154,7 +170,14 @@ def submit_pending(
     ``router`` lets ``provider: auto`` requests fail over to another seller where nothing was
     paid (``failover.py``); ``breaker`` tunes when a seller counts as unhealthy. ``on_unknown``
     maps a provider to ``hold`` (default) or ``resubmit`` for creates whose outcome is unknown.
+
+    Each request is submitted on its own: whatever fails for one is recorded on it (it waits
+    with the reason, or ends ``failed`` / ``unknown``) and the others go on. Before the first
+    paid POST, storage is checked once to be writable; if it is not, nothing is submitted and
+    every request waits with the reason. ``now`` (default: the clock) decides which back-offs
+    are over.
     """
+    now = time.time() if now is None else now
     run = _Pass(
         registry,
         providers,
@@ -165,11 +188,18 @@ def submit_pending(
         dict(rate_limiters or {}),
         SellerHealth(registry, breaker or BreakerPolicy(), time.time()),
         on_unknown or {},
+        now=now,
     )
     report = run.report
     wanted = set(keys) if keys is not None else None
-    for record in registry.pending():
-        if wanted is not None and record.key not in wanted:
+    todo = [r for r in registry.pending() if wanted is None or r.key in wanted]
+    if todo and not _storage_writable(registry, storage, todo, report, now):
+        return report
+    for record in todo:
+        retry_at = dict(record.error or {}).get("retry_at")
+        if isinstance(retry_at, (int, float)) and retry_at > now:  # backing off after a try
+            report.deferred.append(record.key)
+            report.waiting[record.key] = str(dict(record.error or {}).get("message"))
             continue
         if max_submissions is not None and len(report.submitted) >= max_submissions:
             report.deferred.append(record.key)
@@ -214,6 +244,7 @@ class _Pass:
     health: SellerHealth
     on_unknown: Mapping[str, str]
     budget: dict[str, int] = field(default_factory=dict)
+    now: float = field(default_factory=time.time)
 
     def submit(self, record: Record) -> bool:
         """Submit ``record`` to its seller within its limits; True if a task may exist."""
@@ -249,6 +280,88 @@ class _Pass:
         if outcome:
             self.budget[name] -= 1
         return outcome
+
+
+def _storage_writable(
+    registry: Registry,
+    storage: VideoStorage,
+    todo: list[Record],
+    report: SubmitReport,
+    now: float,
+) -> bool:
+    """Whether storage takes a write; if not, every request waits with the reason (not a try:
+    the request is not at fault, and it goes as soon as storage is back)."""
+    try:
+        storage.check_writable()
+    except Exception as exc:
+        reason = (
+            f"storage {storage.root} is not writable ({type(exc).__name__}: {clip(str(exc))}); "
+            "nothing is submitted until it is (a video that cannot be stored is paid for nothing)"
+        )
+        log.error(reason)
+        report.storage_error = reason
+        for record in todo:
+            kept = {k: v for k, v in dict(record.error or {}).items() if k in ("tries", "retry_at")}
+            error = {**kept, "error": STORAGE_NOT_WRITABLE, "message": reason, "at": now}
+            registry.hold_pending(record.key, RecordError.from_dict(error))
+            report.deferred.append(record.key)
+            report.waiting[record.key] = reason
+        return False
+    return True
+
+
+def _error_dict(exc: BaseException, what: str) -> dict[str, Any]:
+    """``exc`` as a record's error: the error tree's own, or its type and (clipped) message."""
+    if isinstance(exc, OmniError):
+        return {k: clip(v) if isinstance(v, str) else v for k, v in exc.to_dict().items()}
+    message = f"{what}: {type(exc).__name__}: {clip(str(exc))}"
+    return {"error": type(exc).__name__, "message": message}
+
+
+def _backoff(tries: int) -> float:
+    """Seconds before the next try after ``tries`` failed ones (0, 30, 60, ...)."""
+    return 0.0 if tries <= 1 else SUBMIT_BACKOFF_S * 2 ** (tries - 2)
+
+
+def _failed_try(
+    run: _Pass,
+    record: Record,
+    error: dict[str, Any],
+    *,
+    after_intent: bool,
+    replay: bool = False,
+) -> bool:
+    """One try of ``record`` failed for a reason that may pass (nothing created, or an
+    idempotent replay): it waits, backing off, for :data:`MAX_SUBMIT_TRIES` runs, then it is
+    ``failed`` with the reason. Returns True when a task may exist (a replay is pending)."""
+    registry, report, key = run.registry, run.report, record.key
+    tries = int(dict(record.error or {}).get("tries") or 0) + 1
+    error = {**error, "tries": tries, "at": run.now}
+    if tries >= MAX_SUBMIT_TRIES:
+        error["message"] = f"{error.get('message')} (gave up after {tries} tries)"
+        if not after_intent:
+            registry.begin_submit(key, idempotency_key(record))
+        registry.record_submit_error(key, RecordError.from_dict(error), "failed")
+        report.failed[key] = str(error["message"])
+        log.error("%s: failed after %d tries: %s", key, tries, error["message"])
+        return False
+    error["retry_at"] = run.now + _backoff(tries)
+    if replay:
+        error["replay"] = True
+    if after_intent:
+        registry.record_submit_error(key, RecordError.from_dict(error), "not_created")
+    else:
+        registry.hold_pending(key, RecordError.from_dict(error))
+    report.deferred.append(key)
+    report.waiting[key] = str(error.get("message"))
+    log.warning(
+        "%s: try %d of %d failed (next after a back-off): %s",
+        key,
+        tries,
+        MAX_SUBMIT_TRIES,
+        error.get("message"),
+    )
+    return replay
 
 
 def _parent_ready(registry: Registry, record: Record, report: SubmitReport) -> Record | bool | None:
@@ -304,6 +417,9 @@ def _submit_one(
     except ProviderError as exc:  # an upload failed: nothing was paid for yet
         health.record(provider.name, exc)
         return _provider_refused(registry, record, provider, exc, report)
+    except Exception as exc:
+        what = "preparing the request's sources failed before anything was paid"
+        return _failed_try(run, record, _error_dict(exc, what), after_intent=False)
     extend_from = _extend_from(provider, request, parent)
     idem = idempotency_key(record)
     charge = spend.charge(request, provider.name, record.model)
@@ -325,8 +441,13 @@ def _submit_one(
             report.newly_over_budget.append(key)
         report.deferred.append(key)
         return False
-    registry.record_sources(key, [s.to_dict() for s in images], video.to_dict() if video else None)
-    limiter.acquire()
+    try:
+        registry.record_sources(
+            key, [s.to_dict() for s in images], video.to_dict() if video else None
+        )
+        limiter.acquire()
+    except Exception as exc:
+        return _failed_try(run, record, _error_dict(exc, "before the POST"), after_intent=True)
     crashpoint("before_post")
     try:
         ref = provider.submit(
@@ -339,13 +460,12 @@ def _submit_one(
     except SubmitOutcomeUnknownError as exc:
         if exc.idempotency_key:
             # Replaying under the same key returns the task if the POST made one: try again
-            # later with the same attempt (``retry`` would change the key and could pay twice).
-            error = RecordError.from_exception(exc, replay=True)
-            registry.record_submit_error(key, error, "not_created")
-            report.deferred.append(key)
+            # later with the same attempt (``retry`` would change the key and could pay twice),
+            # after a back-off, for a bounded number of runs (a 200 with an error inside was
+            # once re-posted 40 times a minute).
             log.warning("submit outcome unknown for %s; will replay: %s", key, exc)
-            return True
-        registry.record_submit_error(key, RecordError.from_exception(exc), "unknown")
+            return _failed_try(run, record, _error_dict(exc, ""), after_intent=True, replay=True)
+        registry.record_submit_error(key, RecordError.from_dict(_error_dict(exc, "")), "unknown")
         if _resubmit_unknown(registry, key, run.on_unknown.get(provider.name, HOLD)):
             report.resubmitted[key] = str(exc)
             log.warning("submit outcome unknown for %s; resubmitting as asked: %s", key, exc)
@@ -356,6 +476,21 @@ def _submit_one(
     except ProviderError as exc:
         health.record(provider.name, exc)
         return _provider_refused(registry, record, provider, exc, report, after_intent=True)
+    except InvalidRequestError as exc:  # checked again by the client, before any HTTP call
+        registry.record_submit_error(
+            key, RecordError.from_exception(exc, field=exc.field), "failed"
+        )
+        report.failed[key] = str(exc)
+        return False
+    except DownloadError as exc:
+        # The client measures a reference video (CRUN) before its POST: nothing was sent.
+        return _failed_try(run, record, _error_dict(exc, ""), after_intent=True)
+    except Exception as exc:
+        unexpected = _error_dict(exc, "the create call failed unexpectedly; the task may exist")
+        registry.record_submit_error(key, RecordError.from_dict(unexpected), "unknown")
+        report.unknown[key] = str(unexpected["message"])
+        log.exception("submit of %s failed unexpectedly; marked unknown", key)
+        return True
     crashpoint("after_post")
     registry.record_submitted(key, ref)
     health.record(provider.name, None)

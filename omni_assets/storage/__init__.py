@@ -187,6 +187,16 @@ class VideoStorage:
             raise
         return sink
 
+    def check_writable(self) -> None:
+        """Write, commit and remove a small file at the root; raises what the backend raises.
+
+        The submit op calls it before paying for anything: a video that cannot be stored is
+        money spent for nothing. The name starts with '.', so it is never a key's.
+        """
+        path = f"{self.root.rstrip('/')}/.omni-write-check"
+        self.write_bytes_atomic(path, b"omni_assets write check\n")
+        self.remove(path)
+
     def remove(self, path: str) -> None:
         """Delete ``path`` if it exists."""
         with suppress(FileNotFoundError):
