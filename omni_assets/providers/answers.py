@@ -172,14 +172,6 @@ def _undecodable(exc: Exception, provider: str, task_id: str | None) -> Provider
     )
 
 
-def _too_large(limit: int, provider: str, task_id: str | None) -> AnswerTooLargeError:
-    return AnswerTooLargeError(
-        f"the answer is larger than {limit:,} bytes (decompressed); refused before parsing",
-        provider=provider,
-        task_id=task_id,
-    )
-
-
 def _decoder(response: httpx.Response, limit: int, provider: str, task_id: str | None) -> _Decoder:
     encoding = response.headers.get("content-encoding", "")
     decoder = _Decoder(encoding, limit, provider, task_id)
