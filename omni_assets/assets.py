@@ -35,7 +35,7 @@ from dagster import (
 from .metadata import with_audit_fields
 from .pipeline.budget import RUN_TAG
 from .pipeline.checks import CHECK_MATCHES_REQUEST, CHECK_PLAYS, CheckOutcome, evaluate_checks
-from .pipeline.materialize import MaterializedVideo, materialize_record
+from .pipeline.materialize import MaterializedVideo, materialize_record, record_failed_download
 from .pipeline.runtime import OmniRuntime
 from .pipeline.submit import submit_pending
 from .providers import capabilities
@@ -233,7 +233,10 @@ def build_video_asset(
                 runtime.registry.get(record.key) or record,
                 emulated=record.provider in runtime.emulated,
             )
-        except BaseException:
+        except Exception as exc:
+            record_failed_download(runtime.registry, record.key, exc)  # counted, bounded
+            raise
+        except BaseException:  # the run was stopped: not the download's fault
             runtime.registry.release(record.key)
             raise
         record = runtime.registry.get(record.key) or record

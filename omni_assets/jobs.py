@@ -26,7 +26,12 @@ from pydantic import Field
 from .assets import VIDEO_ASSET_KEY, check_evaluations, materialization_event
 from .lineage_assets import failure_observations
 from .pipeline.budget import RUN_TAG
-from .pipeline.materialize import MaterializedVideo, commit_materialized, materialize_record
+from .pipeline.materialize import (
+    MaterializedVideo,
+    commit_materialized,
+    materialize_record,
+    record_failed_download,
+)
 from .pipeline.runtime import OmniRuntime
 from .pipeline.submit import submit_pending
 from .registry import RecordState
@@ -132,9 +137,12 @@ def build_jobs(
                 try:
                     done = future.result()
                 except Exception as exc:  # storage backends raise their own types (botocore...)
-                    registry.release(key)
+                    # Counted and backed off (failed after the last attempt), or released at
+                    # once for a storage failure (materialize.record_failed_download).
+                    state = record_failed_download(registry, key, exc)
                     failures[key] = str(exc)
-                    context.log.error(f"{key}: download failed, will retry next tick: {exc}")
+                    then = "failed for good" if state == "failed" else "will be tried again"
+                    context.log.error(f"{key}: download failed, {then}: {exc}")
                     continue
                 context.log_event(done.event)
                 commit_materialized(registry, done.video)

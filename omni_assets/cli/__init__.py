@@ -318,6 +318,47 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    """Fetch the video of a paid task whose download attempts all failed (no new task)."""
+    from ..definitions import build_definitions
+    from ..pipeline.materialize import materialize_record, record_failed_download
+    from ..resources import OmniRegistryResource, OmniStorageResource, runtime_from_definitions
+    from ..settings import Settings
+
+    settings = Settings.from_env()
+    defs = build_definitions(
+        settings=settings,
+        storage=OmniStorageResource(url=settings.storage_url),
+        registry=OmniRegistryResource(),
+    )
+    runtime = runtime_from_definitions(defs)
+    registry, code = runtime.registry, 0
+    for key in args.keys:
+        try:
+            record = registry.retry_download(key)
+        except ValueError as exc:
+            print(f"{key}: {exc}", file=sys.stderr)
+            code = 1
+            continue
+        provider = runtime.providers.get(record.provider)
+        token = f"cli-download-{os.getpid()}"
+        if provider is None or registry.claim([key], token) != [key]:
+            print(f"{key}: {record.provider} is not configured here, or another run took it")
+            code = 1
+            continue
+        try:
+            video = materialize_record(
+                registry, provider, runtime.storage, registry.get(key) or record
+            )
+        except Exception as exc:  # reported, and recorded on the request
+            state = record_failed_download(registry, key, exc)
+            print(f"{key}: download failed ({state}): {exc}", file=sys.stderr)
+            code = 1
+            continue
+        print(f"{key}: materialized {video.uri} ({video.size:,} bytes, sha256 {video.sha256[:12]})")
+    return code
+
+
 def cmd_emulator(argv: list[str]) -> int:
     from ..emulator.__main__ import main as emulator_main
 
@@ -369,6 +410,10 @@ def _main(argv: list[str] | None) -> int:
     retry.add_argument(
         "--unknown", action="store_true", help="every request whose submission outcome is unknown"
     )
+    download = sub.add_parser(
+        "download", help="fetch the video of a paid task whose downloads failed (no new task)"
+    )
+    download.add_argument("keys", nargs="+")
     sub.add_parser("emulator", help="run the built-in emulator (see --help after it)")
     add_lineage_parser(sub)
     add_cost_parser(sub)
@@ -381,6 +426,7 @@ def _main(argv: list[str] | None) -> int:
         "run": cmd_run,
         "status": cmd_status,
         "retry": cmd_retry,
+        "download": cmd_download,
         "lineage": cmd_lineage,
         "cost": cmd_cost,
     }

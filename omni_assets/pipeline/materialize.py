@@ -19,15 +19,27 @@ from typing import Any
 import fsspec
 
 from .._crashpoints import crashpoint
+from ..providers.answers import clip
 from ..providers.base import DownloadResult, Provider, StagedDownload
-from ..providers.errors import DownloadError, UrlExpiredError
+from ..providers.errors import DownloadError, OmniError, UrlExpiredError
 from ..registry import Record, Registry
 from ..storage import VideoStorage
 from ..storage.sinks import Sink
 from .chain import chain_fields
 from .media import VideoProbe, probe_video
 
-__all__ = ["MaterializedVideo", "commit_materialized", "materialize_record"]
+__all__ = [
+    "DOWNLOAD_ATTEMPTS",
+    "MaterializedVideo",
+    "commit_materialized",
+    "materialize_record",
+    "record_failed_download",
+]
+
+#: Download attempts per task (each after the provider said it succeeded), counted in the
+#: registry; between them a back-off across ticks: 30 s, doubling (30, 60, 120, 240 s).
+DOWNLOAD_ATTEMPTS = 5
+DOWNLOAD_BACKOFF_S = 30.0
 
 log = logging.getLogger("omni_assets.pipeline.materialize")
 _LOCAL = fsspec.filesystem("file")  # the verified temporary copy is always a local file
@@ -209,3 +221,24 @@ def record_timings(record: Record) -> dict[str, Any]:
     if record.registered_at and record.submitted_at:
         out["queue_s"] = round(record.submitted_at - record.registered_at, 3)
     return out
+
+
+def record_failed_download(registry: Registry, key: str, exc: BaseException) -> str:
+    """Record a failed materialization of a claimed ``key``; what became of it (its state).
+
+    The provider's file (an HTML page, a redirect loop, a refused destination, a video that
+    does not play, a status refresh that failed) is counted: at most :data:`DOWNLOAD_ATTEMPTS`,
+    with a back-off across ticks, then ``failed`` with the reason and the task id. A failure
+    of our own storage (OSError, an S3 client's error) is not the task's: released at once, it
+    is tried again as soon as storage is back.
+    """
+    if not isinstance(exc, OmniError):
+        registry.release(key, {"error": type(exc).__name__, "message": clip(str(exc))})
+        return "ready"
+    error = {k: clip(v) if isinstance(v, str) else v for k, v in exc.to_dict().items()}
+    state = registry.download_failed(
+        key, error, max_attempts=DOWNLOAD_ATTEMPTS, backoff_s=DOWNLOAD_BACKOFF_S
+    )
+    if state is None:  # not claimed any more (freed meanwhile): nothing to count
+        return "unclaimed"
+    return state.value

@@ -227,9 +227,12 @@ class Registry(SpendAndRoutes):
         )
         return self._select(due.order_by(_c.next_poll_at).limit(limit))
 
-    def ready(self, limit: int | None = None) -> list[Record]:
-        """Records whose remote task succeeded and that nobody is materializing yet."""
-        query = sa.select(db.records_table).where(_c.state == S.READY.value)
+    def ready(self, limit: int | None = None, now: float | None = None) -> list[Record]:
+        """Records whose remote task succeeded and that nobody is materializing yet, except
+        those backing off after a failed download (``next_poll_at`` still to come)."""
+        now = self._clock() if now is None else now
+        due = sa.or_(_c.next_poll_at.is_(None), _c.next_poll_at <= now)
+        query = sa.select(db.records_table).where(_c.state == S.READY.value, due)
         return self._select(query.order_by(_c.remote_done_at, _c.key).limit(limit))
 
     def stuck_submitting(self, older_than_s: float) -> list[Record]:
@@ -428,6 +431,58 @@ class Registry(SpendAndRoutes):
     def release(self, key: str, error: dict[str, Any] | None = None) -> bool:
         """materializing -> ready, after a recoverable download failure (``error`` says why)."""
         return self._move(key, "released", {"run_id": None, "claimed_at": None}, error)
+
+    def download_failed(
+        self, key: str, error: dict[str, Any], *, max_attempts: int, backoff_s: float
+    ) -> RecordState | None:
+        """A download attempt of a claimed record failed: counted (``error["download_failures"]``).
+
+        Before the last of ``max_attempts``: materializing -> ready, not offered again before
+        ``backoff_s`` (doubling after each failure) has passed. The last one: -> failed, with
+        the reason and the task id; the task is paid and its video may still be fetched
+        (:meth:`retry_download`). Returns the new state (None: the record was not claimed).
+        """
+        record = self.get(key)
+        if record is None or record.state is not S.MATERIALIZING:
+            return None
+        now = self._clock()
+        failures = int((record.error or {}).get("download_failures") or 0) + 1
+        error = {**error, "download_failures": failures, "task_id": record.task_id, "at": now}
+        values: dict[str, Any] = {"run_id": None, "claimed_at": None}
+        if failures >= max_attempts:
+            error["message"] = (
+                f"{error.get('message')} (gave up after {failures} download attempts; task "
+                f"{record.task_id} at {record.provider} is paid for: `omni-assets download "
+                f"{key}` fetches its video while the provider's URL is valid)"
+            )
+            error["downloadable"] = True
+            values["error_json"] = db.to_json(error)
+            moved = self._move(key, "download_failed", values, error, {"attempt": record.attempt})
+            return S.FAILED if moved else None
+        error["retry_at"] = now + backoff_s * 2 ** (failures - 1)
+        values |= {"error_json": db.to_json(error), "next_poll_at": error["retry_at"]}
+        moved = self._move(key, "released", values, error, {"attempt": record.attempt})
+        return S.READY if moved else None
+
+    def retry_download(self, key: str) -> Record:
+        """A request whose downloads all failed -> ready again, now (its task is not paid again).
+
+        Only for a failure that kept its task and URL (``error["downloadable"]``).
+        """
+        record = self.get(key)
+        if record is None:
+            raise ValueError(f"cannot download {key!r}: no such request is registered")
+        downloadable = bool((record.error or {}).get("downloadable"))
+        if record.state is not S.FAILED or not downloadable or not record.task_ref:
+            raise ValueError(
+                f"cannot download {key!r}: it is {record.state.value}; only a request whose "
+                "video could not be downloaded (failed after its download attempts) can be"
+            )
+        values = {"next_poll_at": None}
+        guard = {"attempt": record.attempt}
+        if not self._move(key, "download_retried", values, {"by": "user"}, guard):
+            raise ValueError(f"cannot download {key!r}: it changed state meanwhile; look again")
+        return self.get(key)  # type: ignore[return-value]
 
     def release_stale_claims(self, older_than_s: float) -> list[str]:
         """Claims older than ``older_than_s`` (a crashed run) -> ready; returns their keys."""

@@ -103,6 +103,10 @@ TRANSITIONS: dict[str, tuple[tuple[RecordState, ...], RecordState]] = {
     "released": ((_S.MATERIALIZING,), _S.READY),
     "claim_expired": ((_S.MATERIALIZING,), _S.READY),
     "materialized": ((_S.MATERIALIZING,), _S.MATERIALIZED),
+    # The last of a bounded number of download attempts failed; the paid task stays known.
+    "download_failed": ((_S.MATERIALIZING,), _S.FAILED),
+    # The user asks for that video again (``omni-assets download KEY``): no new task.
+    "download_retried": ((_S.FAILED,), _S.READY),
     "retried": (tuple(s for s in _S if s.retryable), _S.PENDING),
     "resumed": ((_S.FAILED,), _S.IN_FLIGHT),
     "cancelled": ((_S.PENDING, _S.IN_FLIGHT, _S.READY, _S.UNKNOWN), _S.CANCELLED),
