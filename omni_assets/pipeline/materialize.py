@@ -37,7 +37,8 @@ __all__ = [
 ]
 
 #: Download attempts per task (each after the provider said it succeeded), counted in the
-#: registry; between them a back-off across ticks: 30 s, doubling (30, 60, 120, 240 s).
+#: registry; between them a back-off across ticks: the next tick, then 30 s, doubling (30, 60,
+#: 120 s), then failed.
 DOWNLOAD_ATTEMPTS = 5
 DOWNLOAD_BACKOFF_S = 30.0
 

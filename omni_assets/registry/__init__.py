@@ -437,8 +437,8 @@ class Registry(SpendAndRoutes):
     ) -> RecordState | None:
         """A download attempt of a claimed record failed: counted (``error["download_failures"]``).
 
-        Before the last of ``max_attempts``: materializing -> ready, not offered again before
-        ``backoff_s`` (doubling after each failure) has passed. The last one: -> failed, with
+        Before the last of ``max_attempts``: materializing -> ready, offered again on the next
+        tick after the first failure, then only after ``backoff_s`` (doubling) has passed. The last one: -> failed, with
         the reason and the task id; the task is paid and its video may still be fetched
         (:meth:`retry_download`). Returns the new state (None: the record was not claimed).
         """
@@ -459,7 +459,9 @@ class Registry(SpendAndRoutes):
             values["error_json"] = db.to_json(error)
             moved = self._move(key, "download_failed", values, error, {"attempt": record.attempt})
             return S.FAILED if moved else None
-        error["retry_at"] = now + backoff_s * 2 ** (failures - 1)
+        # The first failure is tried again on the next tick (a drop that resuming could not
+        # ride out is usually gone by then); later ones back off: backoff_s, doubling.
+        error["retry_at"] = now + (backoff_s * 2 ** (failures - 2) if failures > 1 else 0.0)
         values |= {"error_json": db.to_json(error), "next_poll_at": error["retry_at"]}
         moved = self._move(key, "released", values, error, {"attempt": record.attempt})
         return S.READY if moved else None
