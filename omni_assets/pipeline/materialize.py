@@ -22,6 +22,7 @@ from .._crashpoints import crashpoint
 from ..providers.answers import clip
 from ..providers.base import DownloadResult, Provider, StagedDownload
 from ..providers.errors import DownloadError, OmniError, UrlExpiredError
+from ..providers.redaction import redact
 from ..registry import Record, Registry
 from ..storage import VideoStorage
 from ..storage.sinks import Sink
@@ -234,7 +235,7 @@ def record_failed_download(registry: Registry, key: str, exc: BaseException) -> 
     is tried again as soon as storage is back.
     """
     if not isinstance(exc, OmniError):
-        registry.release(key, {"error": type(exc).__name__, "message": clip(str(exc))})
+        registry.release(key, {"error": type(exc).__name__, "message": clip(redact(str(exc)))})
         return "ready"
     error = {k: clip(v) if isinstance(v, str) else v for k, v in exc.to_dict().items()}
     state = registry.download_failed(

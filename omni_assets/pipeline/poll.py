@@ -28,6 +28,7 @@ from ..providers.errors import (
     TaskNotFoundError,
 )
 from ..providers.polling import PollOutcome, PollPolicy
+from ..providers.redaction import redact
 from ..registry import PollUpdate, Record, RecordError, Registry
 
 __all__ = ["PollReport", "poll_in_flight"]
@@ -172,7 +173,7 @@ def _error_of(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, OmniError):
         error = exc.to_dict()
     else:  # not the provider's answer as such: our transport, a parser, a bug
-        error = {"error": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+        error = {"error": type(exc).__name__, "message": redact(str(exc)) or type(exc).__name__}
     return {k: clip(v) if isinstance(v, str) else v for k, v in error.items()}
 
 

@@ -31,6 +31,7 @@ from ..providers.errors import (
     RateLimitedError,
     SubmitOutcomeUnknownError,
 )
+from ..providers.redaction import redact
 from ..registry import (
     BudgetExceededError,
     Record,
@@ -295,7 +296,8 @@ def _storage_writable(
         storage.check_writable()
     except Exception as exc:
         reason = (
-            f"storage {storage.root} is not writable ({type(exc).__name__}: {clip(str(exc))}); "
+            f"storage {storage.root} is not writable "
+            f"({type(exc).__name__}: {clip(redact(str(exc)))}); "
             "nothing is submitted until it is (a video that cannot be stored is paid for nothing)"
         )
         log.error(reason)
@@ -314,7 +316,7 @@ def _error_dict(exc: BaseException, what: str) -> dict[str, Any]:
     """``exc`` as a record's error: the error tree's own, or its type and (clipped) message."""
     if isinstance(exc, OmniError):
         return {k: clip(v) if isinstance(v, str) else v for k, v in exc.to_dict().items()}
-    message = f"{what}: {type(exc).__name__}: {clip(str(exc))}"
+    message = f"{what}: {type(exc).__name__}: {clip(redact(str(exc)))}"
     return {"error": type(exc).__name__, "message": message}
 
 

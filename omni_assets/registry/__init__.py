@@ -438,9 +438,10 @@ class Registry(SpendAndRoutes):
         """A download attempt of a claimed record failed: counted (``error["download_failures"]``).
 
         Before the last of ``max_attempts``: materializing -> ready, offered again on the next
-        tick after the first failure, then only after ``backoff_s`` (doubling) has passed. The last one: -> failed, with
-        the reason and the task id; the task is paid and its video may still be fetched
-        (:meth:`retry_download`). Returns the new state (None: the record was not claimed).
+        tick after the first failure, then only after ``backoff_s`` (doubling) has passed. The
+        last one: -> failed, with the reason and the task id; the task is paid and its video
+        may still be fetched (:meth:`retry_download`). Returns the new state (None: the record
+        was not claimed).
         """
         record = self.get(key)
         if record is None or record.state is not S.MATERIALIZING:
