@@ -447,7 +447,7 @@ class Registry(SpendAndRoutes):
         if record is None or record.state is not S.MATERIALIZING:
             return None
         now = self._clock()
-        failures = int((record.error or {}).get("download_failures") or 0) + 1
+        failures = int(dict(record.error or {}).get("download_failures") or 0) + 1
         error = {**error, "download_failures": failures, "task_id": record.task_id, "at": now}
         values: dict[str, Any] = {"run_id": None, "claimed_at": None}
         if failures >= max_attempts:
@@ -475,7 +475,7 @@ class Registry(SpendAndRoutes):
         record = self.get(key)
         if record is None:
             raise ValueError(f"cannot download {key!r}: no such request is registered")
-        downloadable = bool((record.error or {}).get("downloadable"))
+        downloadable = bool(dict(record.error or {}).get("downloadable"))
         if record.state is not S.FAILED or not downloadable or not record.task_ref:
             raise ValueError(
                 f"cannot download {key!r}: it is {record.state.value}; only a request whose "
