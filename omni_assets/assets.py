@@ -48,6 +48,7 @@ from .resources import runtime_from_resources
 from .source_images import report_source_images
 
 __all__ = [
+    "REPORT_FAILURE_TAG",
     "VIDEO_ASSET_KEY",
     "build_video_asset",
     "check_evaluations",
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 VIDEO_ASSET_KEY = AssetKey("omni_video")
+#: Tags the runs that only show a failed generation as a failed partition (jobs.py).
+REPORT_FAILURE_TAG = "omni/report_failure"
 omni_video_partitions = DynamicPartitionsDefinition(name="omni_video")
 
 _CHECK_SPECS = [
@@ -265,14 +268,19 @@ def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str
     if record is None:
         raise Failure(f"partition {key!r} is not a registered request; add it to the requests file")
     if record.state.retryable:
+        # The partition's FAILED status in the UI comes from this: the reason is the step
+        # failure's description, the metadata the same fields as the failure's observation.
         raise Failure(
             f"{key} ended {record.state.value}: {record.error.message if record.error else None}. "
             f"A failed generation is not paid for again unless you ask: `omni-assets retry {key}`",
             metadata={
-                "task_id": record.task_id or "",
+                **report_failure(runtime, record),
                 "error": MetadataValue.json(record.error.to_dict() if record.error else {}),
             },
         )
+    if context.run.tags.get(REPORT_FAILURE_TAG):
+        # Retried since the poll sensor asked for this run: it goes on as a blocking run would.
+        context.log.info(f"{key} is {record.state.value} now, no longer failed")
     if record.state == RecordState.PENDING:
         context.log.info(f"submitting {key}")
         report = submit_pending(

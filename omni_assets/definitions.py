@@ -18,10 +18,11 @@ from dagster import (
 )
 
 from .assets import build_video_asset
-from .jobs import build_jobs
+from .jobs import build_jobs, report_failure_job
 from .lineage_assets import build_lineage_asset, lineage_sensor
 from .pipeline.refresh import RefreshConfig
 from .requests_asset import build_requests_asset
+from .requests_file import build_requests_check, requests_spec
 from .resources import (
     OmniRegistryResource,
     OmniStorageResource,
@@ -76,12 +77,14 @@ def build_definitions(
         assets=[
             video,
             source_images_spec,
+            requests_spec,
             build_lineage_asset(),
             build_spend_asset(),
             *intake_assets,
             *extra_assets,
         ],
-        jobs=[submit_job, materialize_job],
+        asset_checks=[build_requests_check(keys, requests_path)],
+        jobs=[submit_job, materialize_job, report_failure_job],
         schedules=[build_refresh_schedule(refresh, keys, submit_job)] if refresh else [],
         sensors=[
             build_requests_sensor(

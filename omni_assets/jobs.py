@@ -1,4 +1,5 @@
-"""The two jobs the sensors launch: submit pending requests, and materialize finished videos."""
+"""The jobs the sensors launch: submit pending requests, materialize finished videos, and show
+a failed generation as a failed ``omni_video`` partition (:data:`report_failure_job`)."""
 
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +19,18 @@ from dagster import (
     OpExecutionContext,
     Out,
     Output,
+    define_asset_job,
     job,
     op,
 )
 from pydantic import Field
 
-from .assets import VIDEO_ASSET_KEY, check_evaluations, materialization_event
+from .assets import (
+    REPORT_FAILURE_TAG,
+    VIDEO_ASSET_KEY,
+    check_evaluations,
+    materialization_event,
+)
 from .lineage_assets import failure_observations
 from .pipeline.budget import RUN_TAG
 from .pipeline.materialize import (
@@ -38,10 +45,32 @@ from .registry import RecordState
 from .resources import runtime_from_resources
 from .source_images import report_source_images
 
-__all__ = ["MATERIALIZE_JOB", "SUBMIT_JOB", "MaterializeConfig", "build_jobs"]
+__all__ = [
+    "MATERIALIZE_JOB",
+    "REPORT_FAILURE_JOB",
+    "SUBMIT_JOB",
+    "MaterializeConfig",
+    "build_jobs",
+    "report_failure_job",
+]
 
 SUBMIT_JOB = "omni_submit"
 MATERIALIZE_JOB = "omni_materialize"
+REPORT_FAILURE_JOB = "omni_report_failure"
+
+#: One run per failed generation, of the ``omni_video`` asset for its partition, which raises a
+#: ``dagster.Failure`` with the reason. Open-source Dagster stores no "failed to materialize"
+#: event of its own (``can_store_asset_failure_events`` is False on SQLite and PostgreSQL): a
+#: partition is FAILED in the UI when the latest run that planned it failed. So the poll sensor
+#: launches this for a partition whose request failed, and the partition view says "Failed",
+#: links the run, and its step failure holds the reason.
+report_failure_job = define_asset_job(
+    REPORT_FAILURE_JOB,
+    selection=[VIDEO_ASSET_KEY],
+    tags={"omni/job": "report_failure", REPORT_FAILURE_TAG: "true"},
+    description="Shows a failed generation as a failed omni_video partition, with its reason "
+    "(launched by omni_poll_sensor; pays for nothing).",
+)
 # Downloads are network-bound; a few at once fill the pipe without starving a 2-core machine.
 DOWNLOAD_WORKERS = 4
 # The ops' outputs carry only metadata: Nothing, so no IO manager writes them anywhere (step

@@ -1,12 +1,13 @@
 """Sensors: read requests into partitions, and poll in-flight tasks.
 
 ``omni_requests_sensor`` reads the requests file, registers valid requests as dynamic partitions
-and reports invalid ones in its tick log. ``omni_poll_sensor`` polls every in-flight task within
-a budget 20 s under the sensor tick timeout (:func:`tick_budget_s`), records failures on their
-partitions, launches ``omni_materialize`` runs (per provider, up to 50 videos each) for
-everything that finished, and launches ``omni_submit`` when requests are waiting and no submit
-run is active. Cursors stay tiny; state lives in the registry. The builders take a ``name`` and
-a ``default_status``, as dagster-fivetran's do.
+and reports invalid ones in its tick log and on ``omni_requests`` (requests_file.py).
+``omni_poll_sensor`` polls every in-flight task within a budget 20 s under the sensor tick
+timeout (:func:`tick_budget_s`), records failures on their partitions (an ``omni_report_failure``
+run each, so the partition shows FAILED), launches ``omni_materialize`` runs (per provider, up
+to 50 videos each) for everything that finished, and launches ``omni_submit`` when requests are
+waiting and no submit run is active. Cursors stay tiny; state lives in the registry. The
+builders take a ``name`` and a ``default_status``, as dagster-fivetran's do.
 """
 
 import hashlib
@@ -19,6 +20,7 @@ from typing import Any
 
 from dagster import (
     AssetObservation,
+    DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
     JobDefinition,
@@ -32,14 +34,15 @@ from dagster import (
 )
 
 from .assets import VIDEO_ASSET_KEY, omni_video_partitions, report_failure
-from .jobs import MATERIALIZE_JOB, SUBMIT_JOB
+from .jobs import MATERIALIZE_JOB, REPORT_FAILURE_JOB, SUBMIT_JOB, report_failure_job
 from .pipeline.failover import fail_over_unpaid_failures
-from .pipeline.intake import Intake, check_requests, load_requests_file
+from .pipeline.intake import Intake, load_requests_file
 from .pipeline.poll import poll_in_flight
 from .pipeline.runtime import OmniRuntime
 from .pipeline.submit import recover_stale_submits
 from .registry import RecordState
 from .request import VideoRequest
+from .requests_file import check_intake, requests_events
 from .resources import runtime_from_resources
 from .settings import Settings
 
@@ -48,6 +51,7 @@ __all__ = [
     "MAX_VIDEOS_PER_TICK",
     "build_poll_sensor",
     "build_requests_sensor",
+    "failure_report_runs",
     "register_requests",
     "tick_budget_s",
 ]
@@ -93,24 +97,6 @@ def register_requests(
     checked = check_intake(runtime, requests, issues)
     result = runtime.register(checked.requests)
     return checked, [*result.new, *result.changed]
-
-
-def check_intake(
-    runtime: OmniRuntime, requests: Sequence[VideoRequest], issues: Intake | None = None
-) -> Intake:
-    """Validate ``requests`` (no HTTP, nothing registered): the valid ones and every issue."""
-    parents = {r.extends for r in requests if r.extends}
-    known = {r.key for r in runtime.registry.get_many(sorted(parents))} if parents else set()
-    checked = check_requests(
-        requests,
-        default_provider=runtime.default_provider,
-        validate=runtime.validate,
-        can_extend=runtime.can_extend,
-        known_keys=known,
-    )
-    if issues is not None:
-        checked.issues[:0] = issues.issues
-    return checked
 
 
 def _even_chunks(keys: list[str], most: int) -> list[list[str]]:
@@ -173,6 +159,9 @@ def build_requests_sensor(
         checked, keys = register_requests(runtime, intake.requests, intake)
         for issue in checked.issues:
             context.log.warning(f"rejected: {issue}")
+        # Beyond this tick's log: on omni_requests, and its valid check (red if any is rejected).
+        for event in requests_events(path, checked):
+            context.instance.report_runless_asset_event(event)
         context.log.info(
             f"{path}: {len(checked.requests)} valid, {len(checked.issues)} rejected, "
             f"{len(keys)} new or changed"
@@ -197,6 +186,7 @@ def build_poll_sensor(
     provider_keys: Sequence[str],
     submit_job: JobDefinition,
     materialize_job: JobDefinition,
+    report_job: Any = report_failure_job,  # define_asset_job's type is not exported
     *,
     minimum_interval_seconds: int = 15,
     name: str = "omni_poll_sensor",
@@ -209,8 +199,9 @@ def build_poll_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         required_resource_keys={"omni_storage", "omni_registry", *provider_keys},
         default_status=default_status,
-        jobs=[submit_job, materialize_job],
-        description="Polls in-flight tasks; batched materialize runs for finished ones.",
+        jobs=[submit_job, materialize_job, report_job],
+        description="Polls in-flight tasks; batched materialize runs for finished ones, and a "
+        "failing omni_report_failure run for each failed one (its partition shows FAILED).",
     )
     def omni_poll_sensor(
         context: SensorEvaluationContext, **_resources: Any
@@ -283,6 +274,7 @@ def poll_tick(context: SensorEvaluationContext, runtime: OmniRuntime) -> SensorR
                     tags={"omni/provider": provider, "omni/videos": str(len(claimed))},
                 )
             )
+    runs.extend(failure_report_runs(context.instance, runtime))
     counts = registry.counts()
     if counts.get(RecordState.PENDING, 0) and not _active_runs(context, SUBMIT_JOB):
         runs.append(RunRequest(run_key=f"submit-{int(time.time())}", job_name=SUBMIT_JOB))
@@ -301,6 +293,33 @@ def poll_tick(context: SensorEvaluationContext, runtime: OmniRuntime) -> SensorR
     if not runs:
         return SkipReason(summary)
     return SensorResult(run_requests=runs)
+
+
+def failure_report_runs(instance: DagsterInstance, runtime: OmniRuntime) -> list[RunRequest]:
+    """An ``omni_report_failure`` run for each failed request whose partition Dagster does not
+    show as failed yet (nor materialized, nor in progress): the failures of this tick's polls,
+    and those the submit job recorded (an invalid input, a failed parent) since the last tick.
+
+    Dagster's partition status cache answers which are shown already, so a tick costs one
+    registry query for the failed records, not a run lookup per failure. The run key is the
+    attempt's: the daemon never launches the same report twice.
+    """
+    failed = runtime.registry.records(states=[RecordState.FAILED])
+    if not failed:
+        return []
+    live = set(instance.get_dynamic_partitions(omni_video_partitions.name or ""))
+    keys = [r.key for r in failed if r.key in live]
+    shown = instance.get_status_by_partition(VIDEO_ASSET_KEY, keys, omni_video_partitions) or {}
+    return [
+        RunRequest(
+            run_key=f"report-failure-{record.key}-{record.attempt}",
+            job_name=REPORT_FAILURE_JOB,
+            partition_key=record.key,
+            tags={"omni/provider": record.provider},
+        )
+        for record in failed
+        if record.key in live and shown.get(record.key) is None
+    ]
 
 
 def _recover_stale(context: Any, runtime: OmniRuntime) -> None:

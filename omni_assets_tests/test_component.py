@@ -91,7 +91,8 @@ def test_defs_yaml_builds_what_build_definitions_builds(tmp_path: Path) -> None:
     assert names == expected
     assert {"omni_video", "source_images"} <= names["assets"]
     assert {"omni_video:plays", "omni_video:matches_request"} <= names["checks"]
-    assert names["jobs"] == {"omni_submit", "omni_materialize"}
+    assert names["jobs"] == {"omni_submit", "omni_materialize", "omni_report_failure"}
+    assert "omni_requests:valid" in names["checks"]
     assert {"omni_requests_sensor", "omni_poll_sensor"} <= names["sensors"]
     assert {"apimart", "crun", "omni_storage", "omni_registry"} <= names["resources"]
     # Declared settings reach the resources; relative paths are relative to defs.yaml.

@@ -76,6 +76,7 @@ def test_the_default_location_holds_only_omni_assets_own_assets(
     assert asset_names(default_defs) == {
         "omni_video",
         "source_images",
+        "omni_requests",
         "omni_lineage",
         "omni_spend",
     }
@@ -84,6 +85,7 @@ def test_the_default_location_holds_only_omni_assets_own_assets(
         "omni_video",
         "source_images",
         "omni_lineage",
+        "omni_requests",
         "omni_spend",
         "product_catalog_prompts",
         "product_catalog_prompts_video_requests",

@@ -1,10 +1,12 @@
 """The audit view in the real Dagster UI: dagster-webserver on loopback, read by headless Chromium.
 
-A small pipeline (an image, a 2-hop extension chain) runs on the emulator into a real
-``$DAGSTER_HOME``; ``dagster-webserver`` serves the repository's own ``workspace.yaml`` from it;
-Debian's ``chromium`` opens partition pages as a person would. The screenshots are saved in
-``test-artifacts/`` (look at them); the assertions read the rendered DOM: the thumbnail is an
-``<img>`` with a ``data:`` URL, the lineage fields are there and link to their partitions.
+A small pipeline (an image, a 2-hop extension chain, and a request the provider refuses) runs on
+the emulator into a real ``$DAGSTER_HOME``, as ``omni-assets demo`` does; ``dagster-webserver``
+serves the repository's own ``workspace.yaml`` from it; Debian's ``chromium`` opens partition
+pages as a person would. The screenshots are saved in ``test-artifacts/`` (look at them); the
+assertions read the rendered DOM: the thumbnail is an ``<img>`` with a ``data:`` URL, the lineage
+fields are there and link to their partitions, the partitions view shows nothing "Unsynced", and
+the refused request's partition is failed, with its reason one link away (issue 13).
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,8 @@ from dagster import DagsterInstance
 from omni_assets.cli.driver import LocalDriver
 from omni_assets.cli.lineage import materialize_lineage
 from omni_assets.definitions import build_definitions
+from omni_assets.emulator.tasks import POLICY_MARKER, POLICY_MESSAGE
+from omni_assets.registry import RecordState
 from omni_assets.resources import OmniRegistryResource, OmniStorageResource
 from omni_assets.settings import Settings
 
@@ -49,7 +54,9 @@ REQUESTS = [
     },
     {"id": "ui-child", "prompt": "the light turns on", "provider": "apimart", "extends": "ui-root"},
     {"id": "ui-grandchild", "prompt": "night falls", "provider": "apimart", "extends": "ui-child"},
+    {"id": "ui-refused", "prompt": f"a forbidden shore {POLICY_MARKER}", "provider": "apimart"},
 ]
+FAILED = "ui-refused"
 
 
 class _Rows(HTMLParser):
@@ -120,7 +127,11 @@ def ui(tmp_path_factory: pytest.TempPathFactory, emulator: Any) -> Iterator[str]
         )
         instance = DagsterInstance.from_config(str(home))
         driver = LocalDriver(defs, instance, registry.get_registry(), run_log_level="WARNING")
-        assert driver.drive(timeout_s=180, interval_s=0.3).ok
+        states = {r.key: r.state for r in driver.drive(timeout_s=180, interval_s=0.3).records}
+        assert states == {
+            **{r["id"]: RecordState.MATERIALIZED for r in REQUESTS},
+            FAILED: RecordState.FAILED,
+        }
         assert "1 extension chains" in materialize_lineage(defs, instance)
         instance.dispose()
     port = free_ports(1)[0]
@@ -159,12 +170,10 @@ def _wait_loaded(url: str, proc: ChildProcess, timeout: float = 180) -> None:
     pytest.fail(f"dagster-webserver not ready in {timeout}s\n" + proc.log_tail())
 
 
-def _open(
-    url: str, shot: str, tmp_path: Path, expect: str, column: int = 1
-) -> dict[str, tuple[str, str]]:
-    """Open ``url`` in headless Chromium; save a screenshot; the page's metadata rows."""
+def _render(url: str, shot: str, tmp_path: Path, ready: Callable[[str], bool]) -> str:
+    """Open ``url`` in headless Chromium; save a screenshot; the rendered DOM once ``ready``."""
     ARTIFACTS.mkdir(exist_ok=True)
-    rows: dict[str, tuple[str, str]] = {}
+    dom = ""
     for attempt in range(3):  # a cold webserver may still be loading its first page's data
         command = [
             "chromium",
@@ -185,11 +194,45 @@ def _open(
             url,
         ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=180)
-        (ARTIFACTS / shot).with_suffix(".html").write_text(done.stdout)
-        rows = _metadata(done.stdout, column)
-        if expect in rows:
-            return rows
-    pytest.fail(f"{url}: no {expect!r} row in the rendered page; rows: {sorted(rows)}")
+        dom = done.stdout
+        (ARTIFACTS / shot).with_suffix(".html").write_text(dom)
+        if ready(dom):
+            return dom
+    pytest.fail(f"{url}: the rendered page never got ready; see {ARTIFACTS / shot}")
+
+
+def _open(
+    url: str, shot: str, tmp_path: Path, expect: str, column: int = 1
+) -> dict[str, tuple[str, str]]:
+    """The metadata rows of ``url``'s rendered page, once it has an ``expect`` row."""
+    dom = _render(url, shot, tmp_path, lambda d: expect in _metadata(d, column))
+    return _metadata(dom, column)
+
+
+def _text(dom: str) -> str:
+    """The page's visible text, whitespace collapsed."""
+    parser = _Text()
+    parser.feed(dom)
+    return " ".join("".join(parser.parts).split())
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0  # inside <script> or <style>
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._skip += tag in ("script", "style")
+        self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._skip -= tag in ("script", "style")
+        self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
 
 
 def test_video_partition_shows_thumbnail_and_lineage(ui: str, tmp_path: Path) -> None:
@@ -245,5 +288,43 @@ def test_lineage_asset_shows_the_chain(ui: str, tmp_path: Path) -> None:
     assert text == "ui-root → ui-child → ui-grandchild"
     for key in ("ui-root", "ui-child", "ui-grandchild"):
         assert f'href="/assets/omni_video?partition={key}"' in html
-    assert (rows["videos"][0], rows["images"][0], rows["deepest_chain"][0]) == ("3", "1", "2")
+    # Every request is in the graph, the refused one too (with its state).
+    assert (rows["videos"][0], rows["images"][0], rows["deepest_chain"][0]) == ("4", "1", "2")
     assert rows["graph"][0] == "[Show Markdown]"  # the full table, one click away
+
+
+def test_partitions_view_shows_nothing_unsynced_and_the_failure(ui: str, tmp_path: Path) -> None:
+    dom = _render(
+        f"{ui}/assets/omni_video?view=partitions",
+        "ui-video-partitions.png",
+        tmp_path,
+        lambda d: "Materialized (3)" in _text(d),
+    )
+    text = _text(dom)
+    assert "Unsynced" not in text
+    assert "Failed (1)" in text and "Missing (0)" in text
+
+
+def test_failed_partition_shows_failed_with_its_reason(ui: str, tmp_path: Path) -> None:
+    dom = _render(
+        f"{ui}/assets/omni_video?view=partitions&partition={FAILED}",
+        "ui-video-failed.png",
+        tmp_path,
+        lambda d: "did not materialize this asset" in _text(d),
+    )
+    text = _text(dom)
+    assert "failed, and did not materialize this asset" in text
+    assert "View logs" in text
+    assert "Unsynced" not in text
+    # The banner links the failed run; the run's page shows the step failure: the reason.
+    run_link = re.search(r'href="/runs/([0-9a-f-]{36})"', dom)
+    assert run_link, "no link to the failed run on the partition's page"
+    run = _text(
+        _render(
+            f"{ui}/runs/{run_link.group(1)}",
+            "ui-video-failed-run.png",
+            tmp_path,
+            lambda d: POLICY_MESSAGE in _text(d),
+        )
+    )
+    assert f"omni-assets retry {FAILED}" in run

@@ -114,8 +114,8 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
     from ..definitions import build_definitions
     from ..pipeline.intake import load_requests_file
     from ..registry import Record
+    from ..requests_file import check_intake
     from ..resources import OmniRegistryResource, OmniStorageResource, runtime_from_definitions
-    from ..sensors import check_intake
     from ..settings import Settings
     from .driver import LocalDriver
     from .lineage import materialize_lineage

@@ -37,6 +37,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from ..assets import omni_video_partitions
+from ..jobs import REPORT_FAILURE_JOB
 from ..pipeline.budget import RUN_TAG
 from ..pipeline.submit import PROVIDER_REFUSALS, recover_stale_submits
 from ..registry import Record, RecordState, Registry
@@ -128,9 +129,17 @@ class LocalDriver:
             **(run.run_config or {}),
             "loggers": {"console": {"config": {"log_level": self.run_log_level}}},
         }
+        if job_name == REPORT_FAILURE_JOB:
+            # A run that fails on purpose (the partition shows FAILED): the CLI's own table
+            # already says why, so its step failure's traceback stays out of the terminal.
+            run_config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}
         with _runs_of_location(self.instance, self.location, job_name):
             job.execute_in_process(
-                run_config=run_config, instance=self.instance, tags=tags, raise_on_error=False
+                run_config=run_config,
+                instance=self.instance,
+                tags=tags,
+                raise_on_error=False,
+                partition_key=run.partition_key,
             )
         self.runs += 1
         return job_name
