@@ -23,6 +23,8 @@ __all__ = ["build_requests_asset", "coerce_requests"]
 def coerce_requests(value: Any) -> Intake:
     """Accept a list of dicts or VideoRequests, or anything with ``to_dict("records")``."""
     from .pipeline.intake import _from_objects, _where  # the same parser the requests file uses
+    from .pipeline.local_files import allowed_roots
+    from .settings import Settings
 
     if hasattr(value, "to_dict"):  # a pandas DataFrame, without importing pandas
         value = value.to_dict("records")
@@ -44,7 +46,9 @@ def coerce_requests(value: Any) -> Intake:
         {k: v for k, v in item.items() if v is not None} if isinstance(item, Mapping) else item
         for item in items
     ]
-    return _from_objects(items, {}, None, _where)
+    # No requests file: local files must be under OMNI_ALLOWED_IMAGE_ROOTS, else the current dir.
+    roots = allowed_roots(None, Settings.from_env().allowed_image_roots)
+    return _from_objects(items, {}, None, _where, roots)
 
 
 def build_requests_asset(

@@ -155,7 +155,11 @@ def build_requests_sensor(
         if digest == context.cursor:
             return SkipReason(f"{path} unchanged")
         runtime = runtime_from_resources(context.resources, provider_keys)
-        intake = load_requests_file(path, max_requests=settings.max_requests)
+        intake = load_requests_file(
+            path,
+            max_requests=settings.max_requests,
+            image_roots=settings.allowed_image_roots,
+        )
         checked, keys = register_requests(runtime, intake.requests, intake)
         for issue in checked.issues:
             context.log.warning(f"rejected: {issue}")

@@ -21,6 +21,9 @@
 ``OMNI_MAX_REQUESTS`` the most requests one requests file may hold (default and ceiling 25,000:
                       what the requests sensor registers in one tick); a file past it is
                       refused whole, with the reason.
+``OMNI_ALLOWED_IMAGE_ROOTS`` folders (``:``-separated) local request images and videos may come
+                      from, besides the requests file's own folder; a file elsewhere, a symlink
+                      leading out, /proc, a FIFO or a device is refused (pipeline/local_files.py).
 ``OMNI_ALLOW_PRIVATE_URLS`` ``1`` to download videos from loopback/private/link-local addresses
                       other than the provider's own host (default: refused, docs/reliability.md).
 ``GOOGLE_VIDEO_DELIVERY`` ``inline`` (default: base64 inside the interaction) or ``uri``.
@@ -112,6 +115,7 @@ class Settings:
     budget: str | None = None
     max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
     max_requests: int = MAX_REQUESTS
+    allowed_image_roots: tuple[str, ...] = ()
     allow_private_urls: bool = False
     google_video_delivery: str = "inline"
     route: str | None = None
@@ -150,6 +154,11 @@ class Settings:
             budget=os.environ.get("OMNI_BUDGET") or None,
             max_download_bytes=_positive_int("OMNI_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_DOWNLOAD_BYTES),
             max_requests=_max_requests(),
+            allowed_image_roots=tuple(
+                os.path.abspath(os.path.expanduser(part))
+                for part in os.environ.get("OMNI_ALLOWED_IMAGE_ROOTS", "").split(os.pathsep)
+                if part.strip()
+            ),
             allow_private_urls=_flag("OMNI_ALLOW_PRIVATE_URLS"),
             google_video_delivery=delivery,
             route=os.environ.get("OMNI_ROUTE") or None,

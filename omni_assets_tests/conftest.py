@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +10,13 @@ import pytest
 from omni_assets.emulator import EmulatorConfig, EmulatorServer
 
 from .hostile import HostileServer
+from .pipeline_env import DEMO_DIR
 from .servers import PostgresServer, SeaweedS3, require_system, weed_binary
+
+# Tests name the shipped demo image by its absolute path from requests files written in temporary
+# folders: its folder is an allowed image root (OMNI_ALLOWED_IMAGE_ROOTS, pipeline/local_files.py)
+# for the suite and the processes it starts, as a user would allow a shared image folder.
+os.environ.setdefault("OMNI_ALLOWED_IMAGE_ROOTS", str(DEMO_DIR))
 
 # -- real servers (omni_assets_tests/servers.py) ------------------------------------------------
 

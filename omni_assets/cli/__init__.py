@@ -124,7 +124,11 @@ def _drive(requests_file: Path, timeout_s: float, log_level: str = "WARNING") ->
     logging.getLogger("dagster").setLevel(log_level)
     warnings.filterwarnings("ignore", category=BetaWarning)
     settings = Settings.from_env()
-    intake = load_requests_file(requests_file, max_requests=settings.max_requests)
+    intake = load_requests_file(
+        requests_file,
+        max_requests=settings.max_requests,
+        image_roots=settings.allowed_image_roots,
+    )
     storage = OmniStorageResource(url=settings.storage_url)
     registry = OmniRegistryResource()
     defs = build_definitions(

@@ -27,7 +27,7 @@ import io
 import json
 import os
 import reprlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from ..providers.errors import InvalidRequestError
 from ..request import MAX_REQUESTS, VideoRequest
 from .bounded_yaml import YamlLimitError, load_bounded
+from .local_files import LocalFileRefused, allowed_roots, check_local_file
 
 __all__ = [
     "MAX_REQUESTS",
@@ -100,15 +101,22 @@ def _from_objects(
     defaults: Mapping[str, Any],
     base_dir: Path | None,
     where: Callable[..., str],
+    roots: Sequence[Path] | None = None,
 ) -> Intake:
     out = Intake()
+    roots = allowed_roots(base_dir) if roots is None else roots
     for index, raw in enumerate(items):
-        _add_request(out, where(index, raw), raw, defaults, base_dir)
+        _add_request(out, where(index, raw), raw, defaults, base_dir, roots)
     return out
 
 
 def _add_request(
-    out: Intake, where: str, raw: Any, defaults: Mapping[str, Any], base_dir: Path | None
+    out: Intake,
+    where: str,
+    raw: Any,
+    defaults: Mapping[str, Any],
+    base_dir: Path | None,
+    roots: Sequence[Path],
 ) -> None:
     """Validate one request into ``out``: the request, or one issue per problem."""
     if not isinstance(raw, Mapping):
@@ -119,7 +127,7 @@ def _add_request(
     if base_dir is not None:
         data = _resolve_local_paths(data, base_dir)
     try:
-        out.requests.append(VideoRequest.model_validate(data))
+        request = VideoRequest.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"]) or None
@@ -130,6 +138,41 @@ def _add_request(
             elif "input" in err and err["type"] != "missing":
                 msg = f"{msg} (given {short_repr(err['input'])})"
             out.issues.append(RequestIssue(where, loc, msg))
+        return
+    checked = _check_local_files(out, where, request, roots)
+    if checked is not None:
+        out.requests.append(checked)
+
+
+def _check_local_files(
+    out: Intake, where: str, request: VideoRequest, roots: Sequence[Path]
+) -> VideoRequest | None:
+    """The request with its local files checked (local_files.py), or None and an issue.
+
+    A symlink that stays inside the allowed folders is replaced by the file it names, so what is
+    uploaded later is the file checked now (submit refuses a symlink: see sources.py).
+    """
+    images = list(request.images)
+    video = request.video
+    try:
+        for i, image in enumerate(images):
+            if not _is_url(image):
+                field_name = "images"
+                images[i] = check_local_file(image, roots).real_path
+        if video is not None and not _is_url(video):
+            field_name = "video"
+            video = check_local_file(video, roots, image=False).real_path
+    except LocalFileRefused as exc:
+        shown = short_repr(image if field_name == "images" else video)
+        out.issues.append(RequestIssue(where, field_name, f"{shown}: {exc}"))
+        return None
+    if tuple(images) == request.images and video == request.video:
+        return request
+    return request.model_copy(update={"images": tuple(images), "video": video})
+
+
+def _is_url(value: str) -> bool:
+    return "://" in value
 
 
 def _resolve_local_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
@@ -151,14 +194,24 @@ def _resolve_local_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]
 
 
 def parse_requests(
-    text: str, *, fmt: str, base_dir: Path | None = None, max_requests: int = MAX_REQUESTS
+    text: str,
+    *,
+    fmt: str,
+    base_dir: Path | None = None,
+    max_requests: int = MAX_REQUESTS,
+    image_roots: Sequence[str] = (),
 ) -> Intake:
-    """Parse requests from ``text`` in ``fmt`` (``yaml`` or ``jsonl``)."""
+    """Parse requests from ``text`` in ``fmt`` (``yaml`` or ``jsonl``).
+
+    Local files must lie under ``base_dir`` (the requests file's folder) or ``image_roots``
+    (``OMNI_ALLOWED_IMAGE_ROOTS``); see local_files.py.
+    """
+    roots = allowed_roots(base_dir, image_roots)
     if fmt == "jsonl":
         lines = enumerate(io.StringIO(text), start=1)
         if _count_jsonl(line for _, line in lines) > max_requests:
             return _too_many(max_requests)
-        return _parse_jsonl(enumerate(io.StringIO(text), start=1), base_dir)
+        return _parse_jsonl(enumerate(io.StringIO(text), start=1), base_dir, roots)
     if fmt != "yaml":
         raise ValueError(f"format {fmt!r} is not supported; allowed: yaml, jsonl")
     try:
@@ -203,7 +256,7 @@ def parse_requests(
         return _too_many(max_requests)
     if "id" in defaults:
         return Intake(issues=[RequestIssue("defaults", "id", "an id cannot be a default")])
-    return _from_objects(doc, defaults, base_dir, _where)
+    return _from_objects(doc, defaults, base_dir, _where, roots)
 
 
 def _too_many(limit: int) -> Intake:
@@ -238,7 +291,9 @@ def _count_jsonl(lines: Iterable[str | bytes], stop_after: int | None = None) ->
     return count
 
 
-def _parse_jsonl(lines: Iterable[tuple[int, str | bytes]], base_dir: Path | None) -> Intake:
+def _parse_jsonl(
+    lines: Iterable[tuple[int, str | bytes]], base_dir: Path | None, roots: Sequence[Path]
+) -> Intake:
     """Validate a JSONL stream one line at a time (nothing but the requests is kept)."""
     out = Intake()
     for lineno, line in lines:
@@ -257,11 +312,13 @@ def _parse_jsonl(lines: Iterable[tuple[int, str | bytes]], base_dir: Path | None
             continue
         ident = raw.get("id") if isinstance(raw, Mapping) else None
         where = f"line {lineno}" + (f" (id {short_repr(ident)})" if ident else "")
-        _add_request(out, where, raw, {}, base_dir)
+        _add_request(out, where, raw, {}, base_dir, roots)
     return out
 
 
-def load_requests_file(path: str | Path, *, max_requests: int = MAX_REQUESTS) -> Intake:
+def load_requests_file(
+    path: str | Path, *, max_requests: int = MAX_REQUESTS, image_roots: Sequence[str] = ()
+) -> Intake:
     """Read a ``.yaml``/``.yml``/``.jsonl``/``.json`` requests file (limits: module docstring)."""
     p = Path(path)
     base_dir = p.parent.absolute()
@@ -275,14 +332,17 @@ def load_requests_file(path: str | Path, *, max_requests: int = MAX_REQUESTS) ->
                 if _count_jsonl(fh, stop_after=max_requests) > max_requests:
                     return _too_many(max_requests)
                 fh.seek(0)
-                return _parse_jsonl(enumerate(_capped(fh), start=1), base_dir)
+                roots = allowed_roots(base_dir, image_roots)
+                return _parse_jsonl(enumerate(_capped(fh), start=1), base_dir, roots)
             data = fh.read(MAX_REQUEST_FILE_BYTES + 1)  # it may have grown since fstat
         if len(data) > MAX_REQUEST_FILE_BYTES:
             return _too_large(p, len(data))
         text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return Intake(issues=[RequestIssue(str(p), None, f"cannot read requests file: {exc}")])
-    return parse_requests(text, fmt="yaml", base_dir=base_dir, max_requests=max_requests)
+    return parse_requests(
+        text, fmt="yaml", base_dir=base_dir, max_requests=max_requests, image_roots=image_roots
+    )
 
 
 def _capped(fh: IO[bytes]) -> Iterator[bytes]:

@@ -14,6 +14,7 @@ Beside each ingested image, ``sources/{sha256}.json`` keeps its facts: format, s
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -23,6 +24,7 @@ from typing import Any
 from ..providers.base import Provider
 from ..providers.errors import InvalidRequestError
 from ..storage import VideoStorage
+from .local_files import LocalFile, LocalFileRefused, check_local_file
 from .media import InvalidVideoError, probe_video
 
 __all__ = [
@@ -52,6 +54,8 @@ class ResolvedSource:
     storage_uri: str | None = None  # the content-addressed copy in storage
     via: str = "url"  # "url", "upload" or "presign"
     expires_at: float | None = None
+    width: int | None = None  # a local image's dimensions, as decoded when it was checked
+    height: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +76,8 @@ def resolve_source(
             provider=provider.name,
             request_key=key,
         )
+    facts = _check_again(origin, field=field, key=key, provider=provider.name)
+    size = {"width": facts.width, "height": facts.height}
     sha256, stored = storage.ingest_source(str(path))
     cache_path = storage.source_path(sha256, "uploads.json")
     cache: dict[str, Any] = storage.read_json(cache_path) if storage.exists(cache_path) else {}
@@ -87,11 +93,12 @@ def resolve_source(
             storage.uri(stored),
             remembered["via"],
             remembered.get("expires_at"),
+            **size,
         )
     if provider.can_upload:
         uploaded = provider.upload_image(str(path))
         resolved = ResolvedSource(
-            origin, uploaded.url, sha256, storage.uri(stored), "upload", uploaded.expires_at
+            origin, uploaded.url, sha256, storage.uri(stored), "upload", uploaded.expires_at, **size
         )
     else:
         try:
@@ -105,7 +112,7 @@ def resolve_source(
                 request_key=key,
             ) from exc
         resolved = ResolvedSource(
-            origin, url, sha256, storage.uri(stored), "presign", now + PRESIGN_SECONDS
+            origin, url, sha256, storage.uri(stored), "presign", now + PRESIGN_SECONDS, **size
         )
     cache[provider.name] = {
         "url": resolved.url,
@@ -114,6 +121,27 @@ def resolve_source(
     }
     storage.write_json_atomic(cache_path, cache)
     return resolved
+
+
+def _check_again(origin: str, *, field: str, key: str, provider: str) -> LocalFile:
+    """Just before a local file is copied and uploaded, check it again (it may have changed
+    since intake): a regular file, not /proc, /sys or /dev, content of the kind it claims, and
+    no symlink (intake replaced symlinks inside the allowed folders by their targets, so one now
+    was planted since)."""
+    parent = Path(os.path.realpath(Path(os.path.abspath(origin)).parent))
+    try:
+        checked = check_local_file(origin, (parent,), image=field.startswith("images"))
+        if checked.real_path != os.path.abspath(origin):
+            raise LocalFileRefused("it became a symlink after the request was registered")
+        return checked
+    except LocalFileRefused as exc:
+        raise InvalidRequestError(
+            field,
+            origin,
+            f"a local file that may be sent ({exc})",
+            provider=provider,
+            request_key=key,
+        ) from None
 
 
 def image_path(storage: VideoStorage, sha256: str, storage_uri: str | None) -> str:
