@@ -191,7 +191,7 @@ def test_a_provider_echoing_the_key_everywhere_leaves_no_trace(
     assert echoing.status_calls["t-ok"] >= 2  # the broken answer, then the real one
     with Registry(f"sqlite:///{home / 'omni_registry.db'}") as registry:
         states = {r.key: r.state.value for r in registry.records()}
-        errors = {r.key: json.dumps(r.error) for r in registry.records()}
+        errors = {r.key: json.dumps(dict(r.error or {}), default=str) for r in registry.records()}
     assert states == {"refused": "failed", "fails": "failed", "ok": "materialized"}, states
     assert "***" in errors["refused"] and "***" in errors["fails"]  # redacted, not dropped
 
