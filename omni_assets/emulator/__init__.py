@@ -66,7 +66,9 @@ Deliberate deviations from the real services
 ============================================
 
 * Videos are rendered small (16:9 as 256x144, 9:16 as 144x256) at 8 fps, whatever resolution
-  was requested, and cached on disk per (duration, aspect); the content is a test pattern.
+  was requested, and cached on disk per scene: each shows its prompt as text, its source
+  image (the first frame in frame mode, an inset in reference mode) and, for an extension,
+  starts on its parent's last frame (scene.py, video.py).
 * Unknown body fields are refused (400; CRUN 422, its validation code) where a real service may
   ignore them: the point is to catch client mistakes.
 * Where a provider lets "the model decide" the length (a reference/source video, APIMart's

@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from .errors import ApiError
 from .files import Served
 from .multipart import UploadedPart, discard, keep, read_form
+from .scene import scene_for
 from .state import EmulatorState
 from .tasks import Phase, Task, fingerprint, plan_failure, ulid
 from .validate import reject_unknown
@@ -197,6 +198,15 @@ class Dialect(abc.ABC):
             quirk=quirk,
             extras=dict(extras or {}),
         )
+        task.scene = scene_for(
+            state,
+            self.name,
+            body,
+            prompt=prompt,
+            duration=duration,
+            aspect=aspect,
+            extras=task.extras,
+        )
         state.tasks.add(task)
         state.audit.record(
             "tasks",
@@ -240,7 +250,7 @@ class Dialect(abc.ABC):
         """
         state, config = self.state, self.state.config
         served = state.files.for_task(
-            self.name, task.task_id, task.duration, task.aspect, task.padding
+            self.name, task.task_id, task.duration, task.aspect, task.padding, task.scene
         )
         now = state.clock()
         if state.faults.roll("expired_url", config.rate_expired_url):

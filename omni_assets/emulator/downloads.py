@@ -85,7 +85,7 @@ def files_route(state: EmulatorState) -> Route:
         path = served.path
         if path is None:
             path = await anyio.to_thread.run_sync(
-                state.renderer.path, served.duration, served.aspect
+                state.renderer.path, served.duration, served.aspect, served.scene
             )
         total = path.stat().st_size + served.padding
         range_header = request.headers.get("range")

@@ -14,6 +14,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .scene import Scene
+
 __all__ = ["FileStore", "Served"]
 
 
@@ -30,6 +32,7 @@ class Served:
     aspect: str = ""
     padding: int = 0
     task_id: str | None = None
+    scene: Scene | None = None  # a task video: what it shows
 
     @property
     def name(self) -> str:
@@ -54,7 +57,13 @@ class FileStore:
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
 
     def for_task(
-        self, provider: str, task_id: str, duration: int, aspect: str, padding: int
+        self,
+        provider: str,
+        task_id: str,
+        duration: int,
+        aspect: str,
+        padding: int,
+        scene: Scene | None = None,
     ) -> Served:
         """The (one, stable) servable video of a task."""
         served = self._by_task.get((provider, task_id))
@@ -68,6 +77,7 @@ class FileStore:
                 aspect=aspect,
                 padding=padding,
                 task_id=task_id,
+                scene=scene,
             )
             self._by_task[(provider, task_id)] = served
             self._by_name[served.name] = served

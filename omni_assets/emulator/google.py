@@ -315,7 +315,9 @@ class Google(Dialect):
             body["steps"] = [{"type": "model_output", "content": [block]}]
         if "data" not in block:
             return JSONResponse(body)
-        path = await anyio.to_thread.run_sync(self.state.renderer.path, task.duration, task.aspect)
+        path = await anyio.to_thread.run_sync(
+            self.state.renderer.path, task.duration, task.aspect, task.scene
+        )
         self.state.audit.record(
             "downloads",
             provider=self.name,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .faults import Faults
+from .scene import Scene
 
 __all__ = [
     "FAIL_MARKER",
@@ -82,6 +83,7 @@ class Task:
     failure: Failure | None = None
     quirk: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    scene: Scene | None = None  # what its video shows (scene.py)
 
     @property
     def finished(self) -> float:
@@ -145,6 +147,10 @@ class TaskStore:
     def add(self, task: Task) -> None:
         """Store a newly created task."""
         self._tasks[(task.provider, task.task_id)] = task
+
+    def by_id(self, provider: str, task_id: str) -> Task | None:
+        """The task, whoever created it (what a video shows, never an API answer)."""
+        return self._tasks.get((provider, task_id))
 
     def get(self, provider: str, task_id: str, api_key: str) -> Task | None:
         """The task, or None if unknown or created with another account's key."""
