@@ -8,12 +8,14 @@ grey "Missing" one; requests the sensor rejected are named on ``omni_requests`` 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dagster import build_sensor_context, partition_loading_context
 from dagster._core.test_utils import in_process_test_workspace
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceRequestContext
@@ -205,3 +207,29 @@ def test_rejected_requests_fail_the_requests_check_naming_them(env: PipelineEnv)
         node = graphql(CHECKS_QUERY, assetKey=REQUESTS)["assetNodeOrError"]
     checks = {c["name"]: c for c in node["assetChecksOrError"]["checks"]}
     assert checks["valid"]["executionForLatestMaterialization"]["status"] == "SUCCEEDED"
+
+
+def test_the_report_run_request_is_one_a_sensor_tick_may_return(env: PipelineEnv) -> None:
+    """What the daemon evaluates (``evaluate_tick``): a run of a job the sensor targets, for a
+    partition that exists; the LocalDriver tests above execute it."""
+    env.write_requests([{"id": "refused", "prompt": f"x {POLICY_MARKER}", "provider": "apimart"}])
+    driver = LocalDriver(env.defs, env.instance, env.registry, run_log_level="WARNING")
+    driver.tick("omni_requests_sensor")  # registers it and runs omni_submit
+    sensor = env.defs.resolve_sensor_def("omni_poll_sensor")
+    deadline = time.monotonic() + 30
+    requests: list[Any] = []
+    while not requests and time.monotonic() < deadline:
+        time.sleep(0.3)
+        with (
+            partition_loading_context(dynamic_partitions_store=env.instance),
+            build_sensor_context(
+                instance=env.instance,
+                resources=env.defs.resources,
+                sensor_name=sensor.name,
+                definitions=env.defs,  # as in the code server: partitioned requests are checked
+            ) as context,
+        ):
+            requests = list(sensor.evaluate_tick(context).run_requests or [])
+    (request,) = requests
+    assert (request.job_name, request.partition_key) == ("omni_report_failure", "refused")
+    assert request.run_key == "report-failure-refused-1"
