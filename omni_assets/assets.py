@@ -36,6 +36,7 @@ from .metadata import with_audit_fields
 from .pipeline.budget import RUN_TAG
 from .pipeline.checks import CHECK_MATCHES_REQUEST, CHECK_PLAYS, CheckOutcome, evaluate_checks
 from .pipeline.materialize import MaterializedVideo, materialize_record, record_failed_download
+from .pipeline.reuse import stored_video
 from .pipeline.runtime import OmniRuntime
 from .pipeline.submit import submit_pending
 from .providers import capabilities
@@ -49,11 +50,13 @@ from .source_images import report_source_images
 
 __all__ = [
     "REPORT_FAILURE_TAG",
+    "RE_REPORTED",
     "VIDEO_ASSET_KEY",
     "build_video_asset",
     "check_evaluations",
     "materialization_event",
     "omni_video_partitions",
+    "re_reported_metadata",
     "report_failure",
     "video_metadata",
 ]
@@ -61,6 +64,8 @@ __all__ = [
 VIDEO_ASSET_KEY = AssetKey("omni_video")
 #: Tags the runs that only show a failed generation as a failed partition (jobs.py).
 REPORT_FAILURE_TAG = "omni/report_failure"
+#: Metadata marker of a materialization reported again from storage, without paying.
+RE_REPORTED = "re_reported"
 omni_video_partitions = DynamicPartitionsDefinition(name="omni_video")
 
 _CHECK_SPECS = [
@@ -114,6 +119,17 @@ def video_metadata(
         meta["tags"] = MetadataValue.json(dict(request.tags))
     # Thumbnail first; source images, parent, chain root/depth, refresh_of after.
     return with_audit_fields(runtime, record, video, meta)
+
+
+def re_reported_metadata(
+    runtime: OmniRuntime, record: Record, video: MaterializedVideo, why: str
+) -> dict[str, Any]:
+    """The stored video's own metadata again, plus ``re_reported: true`` and why."""
+    return {
+        **video_metadata(runtime, record, video),
+        RE_REPORTED: MetadataValue.bool(True),
+        "re_reported_because": MetadataValue.text(why),
+    }
 
 
 def route_metadata(runtime: OmniRuntime, record: Record) -> dict[str, Any]:
@@ -223,10 +239,15 @@ def build_video_asset(
     def omni_video(context: AssetExecutionContext) -> MaterializeResult:  # type: ignore[type-arg]
         runtime = runtime_from_resources(context.resources, provider_keys)
         record = _ready_record(context, runtime, context.partition_key)
-        if not runtime.registry.claim([record.key], context.run.run_id):
+        if record.state is not RecordState.MATERIALIZED and not runtime.registry.claim(
+            [record.key], context.run.run_id
+        ):
             record = runtime.registry.get(record.key) or record
             if record.state != RecordState.MATERIALIZED:
                 raise Failure(f"{record.key} is being materialized by run {record.run_id}")
+        if record.state is RecordState.MATERIALIZED:
+            # Finished already: report the stored video again; nothing is paid or downloaded.
+            return _stored_result(context, runtime, record)
         client = runtime.providers[record.provider]
         try:
             video = materialize_record(
@@ -246,19 +267,45 @@ def build_video_asset(
         return MaterializeResult(
             metadata=video_metadata(runtime, record, video),
             data_version=DataVersion(video.sha256),
-            check_results=[
-                AssetCheckResult(
-                    check_name=o.name,
-                    passed=o.passed,
-                    description=o.description,
-                    metadata=o.metadata,
-                    severity=AssetCheckSeverity.WARN,
-                )
-                for o in _outcomes(runtime, record, video)
-            ],
+            check_results=_check_results(runtime, record, video),
         )
 
     return omni_video
+
+
+def _stored_result(
+    context: AssetExecutionContext, runtime: OmniRuntime, record: Record
+) -> MaterializeResult:  # type: ignore[type-arg]
+    """The result of "Materialize" on a finished partition: its stored video, reported again."""
+    video = stored_video(runtime.storage, record)
+    if video is None:
+        raise Failure(
+            f"{record.key} was materialized ({record.video_uri}), but storage no longer holds "
+            "that video whole; restore it there (nothing is paid for again), or change the "
+            "request to make a new video"
+        )
+    context.log.info(f"{record.key} is materialized already: reporting {video.uri} again")
+    why = "Materialize on a finished partition: its stored video, reported again, not paid again"
+    return MaterializeResult(
+        metadata=re_reported_metadata(runtime, record, video, why),
+        data_version=DataVersion(video.sha256),
+        check_results=_check_results(runtime, record, video),
+    )
+
+
+def _check_results(
+    runtime: OmniRuntime, record: Record, video: MaterializedVideo
+) -> list[AssetCheckResult]:
+    return [
+        AssetCheckResult(
+            check_name=o.name,
+            passed=o.passed,
+            description=o.description,
+            metadata=o.metadata,
+            severity=AssetCheckSeverity.WARN,
+        )
+        for o in _outcomes(runtime, record, video)
+    ]
 
 
 def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str) -> Record:
@@ -295,7 +342,7 @@ def _ready_record(context: AssetExecutionContext, runtime: OmniRuntime, key: str
         )
         report_source_images(context, runtime, report.submitted)
         record = registry.get(key) or record
-        if record.state != RecordState.IN_FLIGHT:
+        if record.state not in (RecordState.IN_FLIGHT, RecordState.READY):
             reason = (
                 report.failed.get(key)
                 or report.unknown.get(key)

@@ -7,12 +7,14 @@ assets feeding video requests is :mod:`omni_assets.examples`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from dagster import (
     AssetsDefinition,
     Definitions,
+    EnvVar,
     ExecutorDefinition,
     in_process_executor,
 )
@@ -21,6 +23,7 @@ from .assets import build_video_asset
 from .jobs import build_jobs, report_failure_job
 from .lineage_assets import build_lineage_asset, lineage_sensor
 from .pipeline.refresh import RefreshConfig
+from .reconcile import build_reconcile_sensor
 from .requests_asset import build_requests_asset
 from .requests_file import build_requests_check, requests_spec
 from .resources import (
@@ -34,8 +37,11 @@ from .sensors import build_poll_sensor, build_requests_sensor
 from .settings import Settings
 from .source_images import source_images_dep, source_images_spec
 from .spend_asset import build_spend_asset
+from .state import resolve_state
 
-__all__ = ["build_definitions"]
+__all__ = ["build_definitions", "state_line"]
+
+log = logging.getLogger("omni_assets")
 
 
 def build_definitions(
@@ -73,6 +79,7 @@ def build_definitions(
         "omni_storage": storage or OmniStorageResource(url=settings.storage_url),
         "omni_registry": registry or OmniRegistryResource(),
     }
+    log.info(state_line(resources["omni_storage"], resources["omni_registry"]))
     return Definitions(
         assets=[
             video,
@@ -100,6 +107,22 @@ def build_definitions(
                 minimum_interval_seconds=poll_interval_s or settings.poll_sensor_interval_s,
             ),
             lineage_sensor(),
+            build_reconcile_sensor(),
         ],
         resources=resources,
     )
+
+
+def state_line(storage: OmniStorageResource, registry: OmniRegistryResource) -> str:
+    """Where this code location's state lives, in one line (the CLI prints the same)."""
+    state = resolve_state()
+    url = registry.url
+    shown = f"${url.env_var_name}" if isinstance(url, EnvVar) else (url or state.registry_url)
+    line = f"omni_assets state: registry {state.describe_url(shown)} · storage {storage.url}"
+    if not state.home_from_env:
+        # `dagster dev` without DAGSTER_HOME runs on a temporary instance; the registry does not.
+        line += (
+            f" · DAGSTER_HOME is not set: a `dagster dev` instance is then temporary (the "
+            f"registry is not: {state.home}); `omni-assets ui` keeps the UI's history there"
+        )
+    return line

@@ -108,6 +108,8 @@ def build_jobs(
         )
         for key in report.submitted:
             context.log.info(f"submitted {key}")
+        for key, how in report.reused.items():
+            context.log.info(f"{key}: storage already holds this video ({how}); nothing was paid")
         for key, reason in report.failed.items():
             context.log.error(f"{key} failed before generation: {reason}")
         for key, reason in report.unknown.items():
@@ -136,6 +138,7 @@ def build_jobs(
             None,
             metadata={
                 "submitted": MetadataValue.int(len(report.submitted)),
+                "reused_from_storage": MetadataValue.int(len(report.reused)),
                 "source_images": MetadataValue.int(images),
                 "deferred": MetadataValue.int(len(report.deferred)),
                 "failed": MetadataValue.int(len(report.failed)),

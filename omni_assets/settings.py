@@ -6,7 +6,8 @@
                       unset, it is an error (:class:`ProviderNotConfigured`), never the emulator.
 ``OMNI_STORAGE_URL``  fsspec URL of the storage root (default ``./.omni/storage``).
 ``OMNI_REQUESTS``     requests file (YAML or JSONL).
-``OMNI_REGISTRY_URL`` task registry database (default: SQLite under ``$DAGSTER_HOME``).
+``OMNI_REGISTRY_URL`` task registry database (default: SQLite in the Dagster home,
+                      ``$DAGSTER_HOME`` else ``./.omni/dagster_home``; see state.py).
 ``OMNI_EMULATOR_URL`` where the emulator listens in emulator mode (default 127.0.0.1:8765).
 ``OMNI_EMULATOR_DIALECT`` which provider dialect requests without a provider use in emulator mode.
 ``OMNI_POLL_SENSOR_INTERVAL_S`` minimum seconds between poll sensor ticks (default 15).
@@ -37,13 +38,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from .providers.capabilities import PROVIDER_NAMES
 from .providers.env import API_KEY_ENV, api_key_env
 from .providers.errors import InvalidApiKeyError
 from .providers.http import DEFAULT_MAX_DOWNLOAD_BYTES, key_problem
 from .request import MAX_REQUESTS
+from .state import resolve_state
 
 __all__ = [
     "AUTO",
@@ -144,7 +145,7 @@ class Settings:
             )
         return cls(
             provider=provider,
-            storage_url=_storage_url(os.environ.get("OMNI_STORAGE_URL") or ".omni/storage"),
+            storage_url=resolve_state().storage_url,
             requests_path=os.environ.get("OMNI_REQUESTS") or None,
             emulator_url=os.environ.get("OMNI_EMULATOR_URL", DEFAULT_EMULATOR_URL).rstrip("/"),
             emulator_dialect=dialect,
@@ -225,14 +226,6 @@ def check_key_shapes(environ: Mapping[str, str] | None = None) -> None:
             problem = key_problem(value) if value else None
             if problem is not None:
                 raise InvalidApiKeyError(name, problem, provider=provider)
-
-
-def _storage_url(raw: str) -> str:
-    """A local folder as an absolute path: the code location, its runs and the CLI may each run
-    in another directory, and must all mean the same folder. URLs (``s3://``...) are kept."""
-    if "://" in raw:
-        return raw
-    return str(Path(raw).expanduser().absolute())
 
 
 def _positive_int(name: str, default: int) -> int:

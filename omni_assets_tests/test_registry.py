@@ -558,7 +558,7 @@ def test_default_registry_url(monkeypatch: pytest.MonkeyPatch, tmp_path: object)
     assert os.path.isdir(f"{tmp_path}/home/dagster")
     monkeypatch.delenv("DAGSTER_HOME")
     monkeypatch.chdir(str(tmp_path))
-    assert default_registry_url() == f"sqlite:///{tmp_path}/.omni/omni_registry.db"
+    assert default_registry_url() == f"sqlite:///{tmp_path}/.omni/dagster_home/omni_registry.db"
 
 
 def test_public_api() -> None:

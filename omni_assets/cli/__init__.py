@@ -6,16 +6,22 @@
 ``run FILE``  the same against the configured provider and storage (``OMNI_PROVIDER``,
               ``OMNI_STORAGE_URL``...), in ``$DAGSTER_HOME`` (default ``./.omni/dagster_home``);
               run it again to resume: nothing is resubmitted and nothing downloaded twice.
+``ui``        the Dagster UI (``dagster dev``) on that same persistent home, never a temporary one.
 ``status``    the registry's view of every request, with what each cost.
 ``cost``      what was spent, by provider, model, tag or day.
 ``retry KEY`` ask for a failed / unknown request to be generated again (the only way it is).
 ``lineage KEY`` a video's ancestry and inputs; ``--reverse IMAGE``: every video that used it.
 ``emulator``  run the built-in emulator in the foreground.
+
+Every command finds the registry, the storage and the Dagster home the same way
+(:mod:`omni_assets.state`) and prints them on one ``state:`` line (on stderr, so that what goes to
+stdout stays clean for pipes).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import shlex
@@ -23,12 +29,14 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+from ..state import StateLocation, ensure_home, resolve_state
+
+__all__ = ["main", "say_state", "ui_command"]
 
 DEMO_REQUESTS = Path(__file__).parent.parent / "demo" / "requests.yaml"
 # The instances the CLI creates: no telemetry, no "join the community" pop-up (nux) in the UI.
@@ -221,7 +229,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "OMNI_REGISTRY_URL": f"sqlite:///{home / 'omni_registry.db'}",
             }
         )
-        print(f"emulator: {server.url}   storage: {storage}   dagster home: {home}")
+        print(f"emulator: {server.url}")
+        say_state()
         code = _drive(Path(args.requests), args.timeout)
         if code == 0:
             env = " ".join(
@@ -233,9 +242,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 )
             )
             print(f"\nvideos are in {storage / 'videos'}")
-            # Commands that run as printed: this interpreter's own scripts (neither dagster nor
-            # omni-assets need be on PATH), the location by module name.
-            print(f"browse them:   {env} {_command('dagster')} dev -m omni_assets.location")
+            # Commands that run as printed: this interpreter's own scripts (omni-assets need not
+            # be on PATH); `ui` is dagster dev on that same home.
+            print(f"browse them:   {env} {_command('omni-assets')} ui")
             print(f"their lineage: {env} {_command('omni-assets')} lineage story-dusk")
         return code
 
@@ -263,15 +272,53 @@ def _preflight() -> None:
     Settings.from_env().check_keys()
 
 
+def say_state() -> StateLocation:
+    """Where the state lives (:mod:`omni_assets.state`), printed as one line on stderr."""
+    state = resolve_state()
+    print(state.describe(), file=sys.stderr, flush=True)
+    return state
+
+
+def _use_home() -> StateLocation:
+    """The persistent Dagster home as this process's ``DAGSTER_HOME`` (created if missing)."""
+    state = say_state()
+    os.environ["DAGSTER_HOME"] = str(ensure_home(state))
+    return state
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     _preflight()
-    home = os.environ.setdefault("DAGSTER_HOME", str(Path(".omni/dagster_home").absolute()))
-    Path(home).mkdir(parents=True, exist_ok=True)
-    config = Path(home) / "dagster.yaml"
-    # Ours (absent, or what an earlier version wrote): telemetry and the community pop-up off.
-    if not config.exists() or config.read_text() == "telemetry:\n  enabled: false\n":
-        config.write_text(INSTANCE_YAML)
+    _use_home()
     return _drive(Path(args.requests), args.timeout)
+
+
+_LOCATION_FLAGS = ("-w", "--workspace", "-m", "--module-name", "-f", "--python-file", "-d")
+
+
+def ui_command(extra: Sequence[str], cwd: Path) -> list[str]:
+    """``dagster dev`` for ``omni-assets ui``: the folder's workspace.yaml, else the default
+    code location (``omni_assets.location``); ``extra`` is passed on."""
+    command = [sys.executable, "-m", "dagster", "dev"]
+    names = {arg.split("=", 1)[0] for arg in extra}
+    if not names & set(_LOCATION_FLAGS) and not (cwd / "workspace.yaml").exists():
+        command += ["-m", "omni_assets.location"]
+    return [*command, *extra]
+
+
+def cmd_ui(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """Start ``dagster dev`` on the persistent home: what the UI shows survives a restart."""
+    _preflight()  # the code location needs a provider: say so here, not in the UI's error
+    state = resolve_state()
+    ensure_home(state)
+    env = {**os.environ, "DAGSTER_HOME": str(state.home)}
+    if args.requests:
+        env["OMNI_REQUESTS"] = str(Path(args.requests).absolute())
+    command = ui_command(extra, Path.cwd())
+    print(state.describe(), file=sys.stderr)
+    print(f"ui: {' '.join(command[1:])}   (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    # Replaced, not wrapped: Ctrl-C and the exit code are dagster dev's own.
+    os.execve(sys.executable, command, env)
+    return 0  # pragma: no cover - execve does not return
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -279,8 +326,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from ..settings import Settings
     from ..storage import VideoStorage
 
+    state = say_state()
     registry = Registry(default_registry_url())
-    storage = VideoStorage(Settings.from_env().storage_url)
+    storage = VideoStorage(state.storage_url)
     records = registry.records()
     print(_summary(records, storage, registry))
     unknown = [r for r in records if r.state.value == "unknown"]
@@ -303,6 +351,7 @@ def _unknown_line(unknown: Sequence[Any], choices: dict[str, str]) -> str:
 def cmd_retry(args: argparse.Namespace) -> int:
     from ..registry import RecordState, Registry, default_registry_url
 
+    say_state()
     registry = Registry(default_registry_url())
     code = 0
     keys = list(args.keys)
@@ -394,6 +443,9 @@ def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["emulator"]:
         return cmd_emulator(argv[1:])
+    extra: list[str] = []
+    if argv[:1] == ["ui"] and "--" in argv:  # the rest goes to dagster dev as it is
+        argv, extra = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     parser = argparse.ArgumentParser(
         prog="omni-assets",
         description=__doc__,
@@ -419,13 +471,18 @@ def _main(argv: list[str] | None) -> int:
     )
     download.add_argument("keys", nargs="+")
     sub.add_parser("emulator", help="run the built-in emulator (see --help after it)")
+    ui = sub.add_parser(
+        "ui",
+        help="the Dagster UI (dagster dev) on the persistent home; options after -- go to it",
+    )
+    ui.add_argument("requests", nargs="?", help="requests file (default: OMNI_REQUESTS)")
     add_lineage_parser(sub)
     add_cost_parser(sub)
     args = parser.parse_args(argv)
     from ..providers.errors import InvalidApiKeyError
     from ..settings import MissingProviderKey, ProviderNotConfigured
 
-    handlers = {
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "demo": cmd_demo,
         "run": cmd_run,
         "status": cmd_status,
@@ -433,6 +490,7 @@ def _main(argv: list[str] | None) -> int:
         "download": cmd_download,
         "lineage": cmd_lineage,
         "cost": cmd_cost,
+        "ui": functools.partial(cmd_ui, extra=extra),
     }
     try:
         return handlers[args.command](args)

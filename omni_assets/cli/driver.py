@@ -40,6 +40,7 @@ from ..assets import omni_video_partitions
 from ..jobs import REPORT_FAILURE_JOB
 from ..pipeline.budget import RUN_TAG
 from ..pipeline.submit import PROVIDER_REFUSALS, recover_stale_submits
+from ..reconcile import RECONCILE_SENSOR
 from ..registry import Record, RecordState, Registry
 
 __all__ = ["DriveResult", "LocalDriver"]
@@ -191,6 +192,9 @@ class LocalDriver:
             # unknown) instead of after the sensor's STALE_SUBMIT_S.
             recover_stale_submits(self.registry, older_than_s=0)
         self.tick("omni_requests_sensor")
+        if any(s.name == RECONCILE_SENSOR for s in self.defs.sensors or ()):
+            # This instance may be new (a deleted home): show what the registry already holds.
+            self.tick(RECONCILE_SENSOR)
         while True:
             result.ticks += 1
             self.tick("omni_poll_sensor")

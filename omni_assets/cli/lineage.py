@@ -1,9 +1,9 @@
 """``omni-assets lineage``: a video's ancestry and inputs, or every video that used an image.
 
-By default the graph is built live from the task registry (``OMNI_REGISTRY_URL``, else SQLite
-under ``$DAGSTER_HOME``) and the storage (``OMNI_STORAGE_URL``), like ``omni-assets status``;
-with ``--snapshot`` it is read from ``lineage/graph.json`` in storage, the copy the
-``omni_lineage`` asset keeps (no registry needed).
+By default the graph is built live from the task registry and the storage, found as every
+command finds them (:mod:`omni_assets.state`), like ``omni-assets status``; with
+``--snapshot`` it is read from ``lineage/graph.json`` in storage, the copy the ``omni_lineage``
+asset keeps (no registry needed).
 """
 
 from __future__ import annotations
@@ -69,9 +69,11 @@ def load_graph(storage_url: str | None, *, snapshot: bool) -> LineageGraph:
 
 
 def _live_partitions() -> list[str] | None:
-    """The instance's omni_video partitions when ``$DAGSTER_HOME`` names one (marks pruning)."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home or not os.path.exists(os.path.join(home, "dagster.yaml")):
+    """The instance's omni_video partitions when the Dagster home holds one (marks pruning)."""
+    from ..state import resolve_state
+
+    home = str(resolve_state().home)
+    if not os.path.exists(os.path.join(home, "dagster.yaml")):
         return None
     from dagster import DagsterInstance
 
@@ -104,7 +106,9 @@ def materialize_lineage(defs: Definitions, instance: DagsterInstance) -> str:
 def cmd_lineage(args: argparse.Namespace) -> int:
     """Print the ancestry of ``args.target`` (or, with ``--reverse``, the videos using it)."""
     from ..lineage.render import describe_ancestry, describe_reverse, iso_times
+    from . import say_state
 
+    say_state()
     try:
         graph = load_graph(args.storage, snapshot=args.snapshot)
     except (OSError, ValueError) as exc:

@@ -18,8 +18,9 @@ def add_cost_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def cmd_cost(args: argparse.Namespace) -> int:
     from ..registry import default_registry_url
-    from . import _table
+    from . import _table, say_state
 
+    say_state()
     registry = Registry(default_registry_url())
     rows = registry.costs()
     groups = spend_by(rows, args.by)

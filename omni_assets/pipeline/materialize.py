@@ -134,8 +134,10 @@ def materialize_record(
         log.info("URL for %s expired; asking %s for a fresh one", record.key, provider.name)
         url = _fresh_url(registry, provider, record)
         result = fetch(url)
-    download_s = time.monotonic() - started
     probe, sidecar, sidecar_sink = staged[-1]
+    # The sidecar's figure (measured up to the verified download), so that a video reported
+    # again from its sidecar (reconcile.py) shows the same metadata as when it was stored.
+    download_s = float(sidecar["timings"]["download_s"])
     crashpoint("before_sidecar")
     try:
         sidecar_sink.commit()
@@ -203,6 +205,9 @@ def build_sidecar(
         "provider": record.provider,
         "model": record.model,
         "task_id": record.task_id,
+        # The whole task reference: a registry that lost this record takes the task over from
+        # here instead of paying again (reuse.py).
+        "task_ref": asdict(record.task_ref) if record.task_ref else None,
         "attempt": record.attempt,
         "cost": record.cost,
         "credits": record.credits,

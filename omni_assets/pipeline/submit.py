@@ -1,7 +1,9 @@
 """Submit pending requests: the only place money is spent.
 
 For each pending request (oldest first) within its provider's in-flight budget and rate limit:
-resolve its inputs to URLs, write the *intent* to the registry, POST, then write the task id.
+check that storage does not already hold its video (reuse.py: a lost or different registry never
+means paying again), resolve its inputs to URLs, write the *intent* to the registry, POST, then
+write the task id.
 A crash between the two writes leaves the record ``submitting``; it is later surfaced as
 ``unknown`` (or replayed, where the provider's idempotency key makes a replay safe), never
 silently resubmitted. Errors that prove no task was created put the request back to pending.
@@ -45,6 +47,7 @@ from ..storage import VideoStorage
 from .budget import SpendPolicy
 from .failover import BreakerPolicy, SellerHealth, healthy_seller
 from .limits import RateLimiter, SubmitLimits
+from .reuse import adopt_from_storage
 from .routing import AUTO, Router, translate
 from .sources import ResolvedSource, resolve_source
 
@@ -96,6 +99,8 @@ class SubmitReport:
     newly_over_budget: list[str] = field(default_factory=list)  # not waiting on budget before
     hops: dict[str, list[str]] = field(default_factory=dict)  # key -> ["crun->apimart", ...]
     resubmitted: dict[str, str] = field(default_factory=dict)  # unknown, resubmitted as chosen
+    # key -> "video" | "task": storage already had this content's video (reuse.py); not POSTed
+    reused: dict[str, str] = field(default_factory=dict)
     no_seller: dict[str, str] = field(default_factory=dict)  # routed, and every seller is out
     waiting: dict[str, str] = field(default_factory=dict)  # key -> why it waits (a try failed)
     storage_error: str | None = None  # storage is not writable: nothing was submitted
@@ -276,6 +281,11 @@ class _Pass:
         parent = _parent_ready(registry, record, report)
         if parent is False or parent is True:
             return False
+        # Right before anything is paid: does storage already hold this content's video?
+        reused = adopt_from_storage(registry, self.providers, self.storage, record)
+        if reused:
+            report.reused[record.key] = reused
+            return True
         limiter = self.limiters.setdefault(name, RateLimiter(limit.rate_per_s))
         outcome = _submit_one(self, provider, record, parent, limiter)
         if outcome:

@@ -25,15 +25,14 @@ resumes polling it instead of paying again.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from ..providers.base import TaskRef, TaskStatus
+from ..state import resolve_state
 from . import costs as ledger
 from . import store as db
 from .model import (
@@ -79,14 +78,11 @@ _c = db.records_table.c
 
 
 def default_registry_url() -> str:
-    """``$OMNI_REGISTRY_URL``, else SQLite in ``$DAGSTER_HOME``, else in ``./.omni/``."""
-    url = os.environ.get("OMNI_REGISTRY_URL")
-    if url:
-        return url
-    home = os.environ.get("DAGSTER_HOME")
-    folder = Path(home) if home else Path.cwd() / ".omni"
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(folder / 'omni_registry.db').resolve()}"
+    """``$OMNI_REGISTRY_URL``, else SQLite in the Dagster home (:mod:`omni_assets.state`)."""
+    state = resolve_state()
+    if not state.registry_from_env:
+        state.home.mkdir(parents=True, exist_ok=True)
+    return state.registry_url
 
 
 class Registry(SpendAndRoutes):
@@ -192,6 +188,12 @@ class Registry(SpendAndRoutes):
         if provider is not None:
             query = query.where(_c.provider == provider)
         return self._select(query)
+
+    def keys(self, states: Iterable[RecordState]) -> list[str]:
+        """The keys of the records in ``states``, oldest first (keys only: a light read)."""
+        query = sa.select(_c.key).where(_c.state.in_([S(s).value for s in states]))
+        with self._read() as conn:
+            return list(conn.execute(query.order_by(_c.registered_at, _c.key)).scalars())
 
     def counts(self) -> dict[RecordState, int]:
         """How many records are in each state (every state present, zeros included)."""
@@ -414,6 +416,47 @@ class Registry(SpendAndRoutes):
             if done:
                 self._log(conn, [(key, "url_refreshed", {"expires_at": expires_at})])
         return bool(done)
+
+    def adopt_stored(
+        self,
+        key: str,
+        ref: TaskRef,
+        *,
+        fingerprint: str,
+        video_url: str | None = None,
+        url_expires_at: float | None = None,
+        cost: float | None = None,
+        credits: float | None = None,
+        remote_done_at: float | None = None,
+        sources: dict[str, Any] | None = None,
+        found: str = "",
+    ) -> bool:
+        """pending -> ready with the task of a video already in storage for this content.
+
+        The second line of defence against paying twice: a lost or different registry knows
+        nothing of a video that its sidecar in storage describes. Nothing is reserved in the
+        budget ledger (nothing is paid); ``found`` (the sidecar's URI) goes into the history.
+        False when the record is not pending with ``fingerprint`` any more.
+        """
+        values: dict[str, Any] = {
+            "provider": ref.provider,
+            "model": ref.model,
+            "task_id": ref.task_id,
+            "task_ref_json": ref.to_json(),
+            "submitted_at": ref.submitted_at,
+            "video_url": video_url,
+            "url_expires_at": url_expires_at,
+            "cost": cost,
+            "credits": credits,
+            "remote_done_at": remote_done_at or self._clock(),
+            "remote_status": "reused from storage",
+            "error_json": None,
+            "next_poll_at": None,
+        }
+        if sources is not None:
+            values["sources_json"] = db.to_json(sources)
+        detail = {"task_id": ref.task_id, "provider": ref.provider, "sidecar": found}
+        return self._move(key, "adopted", values, detail, {"fingerprint": fingerprint})
 
     # -- materialization ------------------------------------------------------------------------
 

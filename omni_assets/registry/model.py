@@ -95,6 +95,9 @@ TRANSITIONS: dict[str, tuple[tuple[RecordState, ...], RecordState]] = {
     "submit_unknown": ((_S.SUBMITTING,), _S.UNKNOWN),
     "submit_stale": ((_S.SUBMITTING,), _S.UNKNOWN),
     "remote_succeeded": ((_S.IN_FLIGHT,), _S.READY),
+    # A video with this exact content is already in storage (its sidecar says so: a lost or
+    # different registry): take over its task instead of paying for a new one.
+    "adopted": ((_S.PENDING,), _S.READY),
     "remote_failed": ((_S.IN_FLIGHT,), _S.FAILED),
     "remote_cancelled": ((_S.IN_FLIGHT,), _S.CANCELLED),
     "timed_out": ((_S.IN_FLIGHT,), _S.FAILED),  # we stopped waiting; the task may still finish
