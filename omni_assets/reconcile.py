@@ -34,9 +34,10 @@ from .assets import (
     omni_video_partitions,
     re_reported_metadata,
 )
-from .pipeline.reuse import stored_video
+from .pipeline.materialize import MaterializedVideo
+from .pipeline.reuse import stored_sidecar, stored_video
 from .pipeline.runtime import OmniRuntime
-from .registry import RecordState
+from .registry import Record, RecordState
 from .resources import runtime_from_resources
 
 __all__ = [
@@ -53,6 +54,9 @@ RECONCILE_SENSOR = "omni_reconcile_sensor"
 # Each report decodes a thumbnail from the stored video (~50 ms): a few hundred per tick keep
 # the tick well inside its limit; the rest follow on the next ticks.
 MAX_REPORTS_PER_TICK = 200
+# Records looked at per report at most, so that many unreportable ones (pruned refreshes, lost
+# videos: a sidecar read each) cannot make a tick long.
+_EXAMINED_PER_REPORT = 5
 
 
 @dataclass
@@ -73,20 +77,30 @@ def reconcile_instance(
     wanted = [k for k in runtime.registry.keys([RecordState.MATERIALIZED]) if k not in shown]
     if not wanted:
         return report
-    now, report.left = wanted[:limit], max(0, len(wanted) - limit)
-    name = omni_video_partitions.name or ""
-    known = set(instance.get_dynamic_partitions(name))
-    if missing := [k for k in now if k not in known]:
-        instance.add_dynamic_partitions(name, missing)  # the UI shows events of known keys only
     why = (
         "this Dagster instance had no materialization for the partition (a new or temporary "
         "instance); reported again from the registry and the video's sidecar, nothing was paid"
     )
-    for record in runtime.registry.get_many(now):
-        video = stored_video(runtime.storage, record)
-        if video is None:
-            report.missing.append(record.key)
-            continue
+    found: list[tuple[Record, MaterializedVideo]] = []
+    examined = 0
+    for start in range(0, len(wanted), limit):
+        for record in runtime.registry.get_many(wanted[start : start + limit]):
+            examined += 1
+            video = stored_video(runtime.storage, record)
+            if video is not None:
+                found.append((record, video))
+            elif not (stored_sidecar(runtime.storage, record.key) or {}).get("pruned_at"):
+                report.missing.append(record.key)  # a pruned refresh is gone on purpose
+            if len(found) >= limit:
+                break
+        if len(found) >= limit or examined >= limit * _EXAMINED_PER_REPORT:
+            break
+    report.left = len(wanted) - examined
+    name = omni_video_partitions.name or ""
+    known = set(instance.get_dynamic_partitions(name))
+    if missing := [r.key for r, _ in found if r.key not in known]:
+        instance.add_dynamic_partitions(name, missing)  # the UI shows events of known keys only
+    for record, video in found:
         instance.report_runless_asset_event(
             AssetMaterialization(
                 asset_key=VIDEO_ASSET_KEY,

@@ -114,7 +114,7 @@ def test_ui_flow_then_run_then_status_share_one_registry(
     assert main(["status"]) == 0
     status = capsys.readouterr()
     rows = {line.split()[0]: line.split() for line in status.out.splitlines() if line.strip()}
-    assert rows["boat"][2] == "materialized" and rows["product"][2] == "materialized"
+    assert "materialized" in rows["boat"] and "materialized" in rows["product"]
     # Every command says where the state lives, and they all say the same.
     home = (tmp_path / ".omni" / "dagster_home").resolve()
     line = _state_line(run.stderr)
@@ -147,3 +147,33 @@ def test_a_lost_registry_never_pays_again(
     assert new == 0, f"{new} new tasks: paid again"  # reused from the sidecars in storage
     assert len(audit["downloads"]) == downloads  # and not downloaded again either
     assert "2/2 materialized" in again.stdout
+
+
+def test_ui_starts_dagster_dev_on_the_persistent_home(
+    tmp_path: Path, fresh_emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    _clean_env(fresh_emulator, monkeypatch, tmp_path)
+    started: list[tuple[list[str], dict[str, str]]] = []
+    monkeypatch.setattr(os, "execve", lambda _path, argv, env: started.append((argv, env)))
+    assert main(["ui", "requests.yaml", "--", "-p", "3001"]) == 0
+    ((argv, env),) = started
+    assert argv == [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-m",
+        "omni_assets.location",
+        "-p",
+        "3001",
+    ]
+    home = tmp_path / ".omni" / "dagster_home"
+    assert env["DAGSTER_HOME"] == str(home)  # never dagster dev's temporary instance
+    assert "nux" in (home / "dagster.yaml").read_text()
+    assert env["OMNI_REQUESTS"] == str(tmp_path / "requests.yaml")
+    assert f"dagster home {home}" in _state_line(capsys.readouterr().err)
+    # In a folder with a workspace.yaml (the repository root), that workspace is used.
+    (tmp_path / "workspace.yaml").write_text("load_from: []\n")
+    started.clear()
+    assert main(["ui"]) == 0
+    assert started[0][0] == [sys.executable, "-m", "dagster", "dev"]
