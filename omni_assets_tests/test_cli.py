@@ -93,15 +93,19 @@ def test_demo_prints_table_and_leaves_playable_videos(tmp_path: Path) -> None:
         with av.open(str(mp4)) as container:
             assert container.duration and container.streams.video[0].width > 0
     # The follow-up commands it prints run as printed (in the same folder), with neither
-    # dagster nor omni-assets on PATH (issue 13 finding 9); `dev` would serve forever, so the
-    # same command validates the location instead.
+    # dagster nor omni-assets on PATH (issue 13 finding 9); `ui` (dagster dev on the demo's
+    # home, issue 13 finding 2) would serve forever, so it is run with --help for dagster dev,
+    # and the same environment validates the location it would load.
     printed = dict(line.split(":", 1) for line in lines if line.startswith(("browse", "their")))
     browse, lineage = printed["browse them"].strip(), printed["their lineage"].strip()
-    assert browse.endswith(" dev -m omni_assets.location")
+    assert browse.endswith("omni-assets ui")
     bare = {k: v for k, v in os.environ.items() if not k.startswith(("OMNI_", "DAGSTER_"))}
     bare["PATH"] = "/usr/bin:/bin"
+    validate = browse.replace(
+        "omni-assets ui", "dagster definitions validate -m omni_assets.location"
+    )
     outputs = []
-    for command in (lineage, browse.replace(" dev -m ", " definitions validate -m ")):
+    for command in (lineage, browse + " -- --help", validate):
         ran = subprocess.run(["bash", "-c", command], env=bare, capture_output=True, text=True)
         assert ran.returncode == 0, command + "\n" + ran.stdout + ran.stderr
         outputs.append(ran.stdout)
