@@ -140,7 +140,7 @@ class OmniVideoComponent(dg.Component, dg.Resolvable, dg.Model):
     registry_url_env: str | None = Field(
         default=None,
         description="Environment variable with the registry's SQLAlchemy URL (default "
-        "OMNI_REGISTRY_URL; SQLite under DAGSTER_HOME when unset).",
+        "OMNI_REGISTRY_URL; SQLite in the Dagster home when unset, see omni_assets.state).",
     )
     poll_interval_seconds: int = Field(
         default=15, description="Minimum seconds between omni_poll_sensor ticks."

@@ -254,7 +254,7 @@ class OmniStorageResource(ConfigurableResource):  # type: ignore[type-arg]
 
 
 class OmniRegistryResource(ConfigurableResource):  # type: ignore[type-arg]
-    """The durable task registry (SQLite under DAGSTER_HOME by default, or Postgres)."""
+    """The durable task registry: SQLite in the Dagster home by default (state.py), or Postgres."""
 
     url: str | None = Field(
         default=None, description="SQLAlchemy URL; default $OMNI_REGISTRY_URL or SQLite."
