@@ -202,7 +202,8 @@ def test_component_runs_end_to_end_on_the_emulator(
         "comp-apimart": "apimart",
     }
     assert {e.partition_key for e in events} == {"comp-default", "comp-apimart"}
-    assert (storage / "videos" / "comp-default.mp4").stat().st_size > 0
+    # A storage folder named videos holds the videos itself (issue 13 finding 9).
+    assert (storage / "comp-default.mp4").stat().st_size > 0
 
 
 # -- the dg command line, in a scaffolded project ------------------------------------------------
