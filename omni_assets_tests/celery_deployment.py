@@ -140,6 +140,10 @@ class CeleryDeployment:
 
     def start(self, workers: int = 2) -> CeleryDeployment:
         """Code server, then the daemon and ``workers`` workers (named worker-a, worker-b...)."""
+        # The schema first, from one process (what `dagster instance migrate` does in a deploy):
+        # processes starting at once on an empty database collide creating its tables.
+        with self.instance() as instance:
+            instance.get_runs(limit=1)
         env = self._machine("code_server")
         self.code_server = ChildProcess(
             [
