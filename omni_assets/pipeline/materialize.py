@@ -31,6 +31,7 @@ from .media import VideoProbe, probe_video
 
 __all__ = [
     "DOWNLOAD_ATTEMPTS",
+    "STORAGE_ATTEMPTS",
     "MaterializedVideo",
     "commit_materialized",
     "materialize_record",
@@ -42,6 +43,14 @@ __all__ = [
 #: 120 s), then failed.
 DOWNLOAD_ATTEMPTS = 5
 DOWNLOAD_BACKOFF_S = 30.0
+#: Attempts to store a downloaded video while our own storage fails (a full disk, S3 down),
+#: counted apart from the provider's: the next tick, then 5 s doubling to at most 10 min
+#: (about 50 minutes in all), then ``failed`` and downloadable by hand (`omni-assets download`)
+#: while the provider's URL is valid (a day or more, docs/reference.md). Not for ever: a
+#: full disk once re-downloaded the same video on every tick.
+STORAGE_ATTEMPTS = 12
+STORAGE_BACKOFF_S = 5.0
+STORAGE_MAX_BACKOFF_S = 600.0
 
 log = logging.getLogger("omni_assets.pipeline.materialize")
 _LOCAL = fsspec.filesystem("file")  # the verified temporary copy is always a local file
@@ -236,16 +245,25 @@ def record_failed_download(registry: Registry, key: str, exc: BaseException) -> 
     The provider's file (an HTML page, a redirect loop, a refused destination, a video that
     does not play, a status refresh that failed) is counted: at most :data:`DOWNLOAD_ATTEMPTS`,
     with a back-off across ticks, then ``failed`` with the reason and the task id. A failure
-    of our own storage (OSError, an S3 client's error) is not the task's: released at once, it
-    is tried again as soon as storage is back.
+    of our own storage (OSError, an S3 client's error) is not the task's: counted apart, with
+    a shorter back-off and more attempts (:data:`STORAGE_ATTEMPTS`), so it goes soon after
+    storage is back, and is still bounded.
     """
     if not isinstance(exc, OmniError):
-        registry.release(key, {"error": type(exc).__name__, "message": clip(redact(str(exc)))})
-        return "ready"
-    error = {k: clip(v) if isinstance(v, str) else v for k, v in exc.to_dict().items()}
-    state = registry.download_failed(
-        key, error, max_attempts=DOWNLOAD_ATTEMPTS, backoff_s=DOWNLOAD_BACKOFF_S
-    )
+        state = registry.download_failed(
+            key,
+            {"error": type(exc).__name__, "message": clip(redact(str(exc)))},
+            max_attempts=STORAGE_ATTEMPTS,
+            backoff_s=STORAGE_BACKOFF_S,
+            max_backoff_s=STORAGE_MAX_BACKOFF_S,
+            counter="storage_failures",
+            what="attempts to store its video",
+        )
+    else:
+        error = {k: clip(v) if isinstance(v, str) else v for k, v in exc.to_dict().items()}
+        state = registry.download_failed(
+            key, error, max_attempts=DOWNLOAD_ATTEMPTS, backoff_s=DOWNLOAD_BACKOFF_S
+        )
     if state is None:  # not claimed any more (freed meanwhile): nothing to count
         return "unclaimed"
     return state.value

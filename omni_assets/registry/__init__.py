@@ -74,6 +74,8 @@ __all__ = [
 
 S = RecordState
 _CHUNK = 500  # keys per IN (...) list: far below SQLite's bound-parameter limit
+# A claimed video's failed materializations, counted apart: the provider's file, our storage.
+_FAILURE_COUNTERS = ("download_failures", "storage_failures")
 _c = db.records_table.c
 
 
@@ -476,26 +478,38 @@ class Registry(SpendAndRoutes):
         return self._move(key, "released", {"run_id": None, "claimed_at": None}, error)
 
     def download_failed(
-        self, key: str, error: dict[str, Any], *, max_attempts: int, backoff_s: float
+        self,
+        key: str,
+        error: dict[str, Any],
+        *,
+        max_attempts: int,
+        backoff_s: float,
+        max_backoff_s: float = float("inf"),
+        counter: str = "download_failures",
+        what: str = "download attempts",
     ) -> RecordState | None:
-        """A download attempt of a claimed record failed: counted (``error["download_failures"]``).
+        """A download attempt of a claimed record failed: counted (``error[counter]``).
 
-        Before the last of ``max_attempts``: materializing -> ready, offered again on the next
-        tick after the first failure, then only after ``backoff_s`` (doubling) has passed. The
-        last one: -> failed, with the reason and the task id; the task is paid and its video
-        may still be fetched (:meth:`retry_download`). Returns the new state (None: the record
-        was not claimed).
+        ``counter`` is ``download_failures`` (the provider's file) or ``storage_failures`` (our
+        own storage); each keeps its own count. Before the last of ``max_attempts``:
+        materializing -> ready, offered again on the next tick after the first failure, then
+        only after ``backoff_s`` (doubling, at most ``max_backoff_s``) has passed. The last one:
+        -> failed, with the reason and the task id; the task is paid and its video may still be
+        fetched (:meth:`retry_download`). Returns the new state (None: the record was not
+        claimed).
         """
         record = self.get(key)
         if record is None or record.state is not S.MATERIALIZING:
             return None
         now = self._clock()
-        failures = int(dict(record.error or {}).get("download_failures") or 0) + 1
-        error = {**error, "download_failures": failures, "task_id": record.task_id, "at": now}
+        before = dict(record.error or {})
+        failures = int(before.get(counter) or 0) + 1
+        counts = {c: before[c] for c in _FAILURE_COUNTERS if c != counter and before.get(c)}
+        error = {**error, **counts, counter: failures, "task_id": record.task_id, "at": now}
         values: dict[str, Any] = {"run_id": None, "claimed_at": None}
         if failures >= max_attempts:
             error["message"] = (
-                f"{error.get('message')} (gave up after {failures} download attempts; task "
+                f"{error.get('message')} (gave up after {failures} {what}; task "
                 f"{record.task_id} at {record.provider} is paid for: `omni-assets download "
                 f"{key}` fetches its video while the provider's URL is valid)"
             )
@@ -505,7 +519,8 @@ class Registry(SpendAndRoutes):
             return S.FAILED if moved else None
         # The first failure is tried again on the next tick (a drop that resuming could not
         # ride out is usually gone by then); later ones back off: backoff_s, doubling.
-        error["retry_at"] = now + (backoff_s * 2 ** (failures - 2) if failures > 1 else 0.0)
+        delay = min(backoff_s * 2 ** (failures - 2), max_backoff_s) if failures > 1 else 0.0
+        error["retry_at"] = now + delay
         values |= {"error_json": db.to_json(error), "next_poll_at": error["retry_at"]}
         moved = self._move(key, "released", values, error, {"attempt": record.attempt})
         return S.READY if moved else None

@@ -10,6 +10,7 @@ Each tick does what the poll sensor and the materialize op do for a ready video:
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from omni_assets.cli import main
 from omni_assets.emulator.video import render_mp4
 from omni_assets.pipeline.materialize import (
     DOWNLOAD_ATTEMPTS,
+    STORAGE_ATTEMPTS,
     materialize_record,
     record_failed_download,
 )
@@ -128,3 +130,61 @@ def test_downloads_get_a_bounded_number_of_attempts_then_the_cli_fetches_the_vid
         assert done.state is RecordState.MATERIALIZED and done.task_id == f"task-{kind}"
     assert (tmp_path / "storage" / "videos" / f"{kind}.mp4").read_bytes() == video
     assert hostile.requests_to("/v1/", "POST") == []  # nothing was paid again
+
+
+def test_storage_failures_are_bounded_too_then_the_cli_stores_the_video(
+    hostile: HostileServer, tmp_path: Path, video: bytes
+) -> None:
+    """A full disk or S3 down at materialize time was offered again on every tick for ever
+    (issue 12 finding 17: the same video downloaded again each time). Now: counted apart from
+    the provider's failures, the next tick, then 5 s doubling to 10 min, then ``failed`` with
+    the reason and the task id, and ``omni-assets download`` stores it once storage works."""
+    hostile.route("GET", "/v/good", lambda r: r.send(video, headers={"Content-Type": "video/mp4"}))
+    clock = Clock()
+    db = f"sqlite:///{tmp_path / 'registry.db'}"
+    root = tmp_path / "storage"
+    root.write_text("a file where the storage folder should be: every write fails")
+    storage = VideoStorage(str(root))
+    client = get_provider("apimart", api_key="sk-hostile-dl", base_url=hostile.url, options=FAST)
+    attempts_at: list[float] = []
+    with Registry(db, clock=clock) as registry:
+        _ready(registry, "disk", hostile.url + "/v/good")
+        for _tick in range(600):  # 100 minutes of 10 s ticks
+            for record in registry.ready():
+                assert registry.claim([record.key], "tick") == [record.key]
+                claimed = registry.get(record.key)
+                assert claimed is not None
+                attempts_at.append(clock.now)
+                try:
+                    materialize_record(registry, client, storage, claimed)
+                except Exception as exc:
+                    assert not isinstance(exc, AssertionError)
+                    record_failed_download(registry, record.key, exc)
+            clock.now += TICK_S
+        record = registry.get("disk")
+        assert record is not None and record.state is RecordState.FAILED
+        assert record.error is not None
+        message = record.error["message"]
+        assert f"gave up after {STORAGE_ATTEMPTS} attempts to store its video" in message
+        assert "task-disk" in message and record.error["downloadable"] is True
+    gaps = [b - a for a, b in pairwise(attempts_at)]
+    assert len(attempts_at) == STORAGE_ATTEMPTS
+    assert gaps[0] == TICK_S  # the first retry on the next tick: storage is often back by then
+    assert max(gaps) <= 600 + TICK_S and sum(gaps) < 60 * 60  # bounded, about 50 minutes
+    record_figures("trust_boundaries", storage_attempts=len(attempts_at), storage_span_s=sum(gaps))
+
+    root.unlink()  # storage works again: the paid task's video is stored by hand, not paid twice
+    env = {
+        "OMNI_PROVIDER": "apimart",
+        "APIMART_API_KEY": "sk-hostile-dl",
+        "APIMART_BASE_URL": hostile.url,
+        "OMNI_STORAGE_URL": str(root),
+        "OMNI_REGISTRY_URL": db,
+    }
+    with temporary_env(**env):
+        assert main(["download", "disk"]) == 0
+    with Registry(db) as registry:
+        done: Any = registry.get("disk")
+        assert done.state is RecordState.MATERIALIZED
+    assert (root / "videos" / "disk.mp4").read_bytes() == video
+    assert hostile.requests_to("/v1/", "POST") == []

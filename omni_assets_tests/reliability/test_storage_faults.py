@@ -86,6 +86,16 @@ def _settle_to_ready(env: PipelineEnv, driver: LocalDriver, ticks: int) -> None:
         driver.tick("omni_poll_sensor")
 
 
+def _submit_all(env: PipelineEnv, driver: LocalDriver, ticks: int) -> None:
+    """Submit every request (nothing is paid for while storage is known to be down)."""
+    driver.tick("omni_requests_sensor")
+    for _ in range(ticks):
+        records = env.registry.records()
+        if records and all(r.state is not RecordState.PENDING for r in records):
+            return
+        driver.tick("omni_poll_sensor")
+
+
 def _s3_problems(storage: VideoStorage) -> list[str]:
     """Every final video object must have its sidecar and match its sha256."""
     import hashlib
@@ -118,6 +128,8 @@ def test_s3_down_mid_run_then_back(
     with pipeline_env(tmp_path, emulator.url, storage_url=url, storage_options=options) as env:
         env.write_requests(_requests("s3", 8))
         driver = LocalDriver(env.defs, env.instance, env.registry, run_log_level="CRITICAL")
+        # Submitted while storage is up: a submit run checks storage before paying.
+        _submit_all(env, driver, ticks=40)
         try:
             s3_server.kill()  # the object store goes away while tasks are generating
             _settle_to_ready(env, driver, ticks=40)
