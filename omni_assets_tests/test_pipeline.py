@@ -60,7 +60,12 @@ def default_defs(monkeypatch: pytest.MonkeyPatch) -> Definitions:
 def test_default_definitions_load(default_defs: Definitions) -> None:
     Definitions.validate_loadable(default_defs)
     names = {s.name for s in default_defs.sensors or []}
-    assert names == {"omni_requests_sensor", "omni_poll_sensor", "omni_lineage_sensor"}
+    assert names == {
+        "omni_requests_sensor",
+        "omni_poll_sensor",
+        "omni_lineage_sensor",
+        "omni_reconcile_sensor",  # re-reports stored videos a new instance lacks (issue 13.2)
+    }
     assert default_defs.resolve_assets_def(VIDEO_ASSET_KEY).partitions_def == omni_video_partitions
 
 
