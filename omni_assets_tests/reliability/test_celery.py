@@ -269,10 +269,14 @@ def test_a_worker_killed_mid_download_loses_nothing_and_pays_nothing_twice(
         (finished,) = _wait_runs_finished(instance, [run], 120)
         hosts = deployment.step_hosts(instance, run.run_id)
         by_worker = deployment.videos_by_worker(instance, [run.run_id])
+        # The two videos may become ready in different ticks: two runs, one of them killed.
+        runs_of_keys = [r.run_id for r in _materialize_runs(instance, keys)]
+        in_all_runs = deployment.videos_by_worker(instance, runs_of_keys)
     # The same step, taken by the survivor once Redis handed the unacknowledged message back.
     assert hosts == [victim, survivor], hosts
     assert finished.status == DagsterRunStatus.SUCCESS
-    assert by_worker == {survivor: len(keys)}, by_worker
+    assert set(by_worker) == {survivor} and by_worker[survivor] >= 1, by_worker
+    assert sum(in_all_runs.values()) == len(keys), in_all_runs
     # The killed downloads never completed; each video was then downloaded in full once.
     downloads = _downloads_of(providers, requests)
     assert any(not d["complete"] for d in downloads), downloads

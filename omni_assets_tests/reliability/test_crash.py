@@ -317,5 +317,7 @@ def test_cli_run_killed_after_a_post_settles_it_at_once_when_resumed(
     resumed = run()
     output = resumed.stdout + resumed.stderr
     assert time.monotonic() - started < 90, output
-    assert re.search(rf"^lost-id\s+{provider}\s+{settled}\s", resumed.stdout, re.M), output
+    assert re.search(
+        rf"^lost-id\s+{provider}(?: \(emulator\))?\s+{settled}\s", resumed.stdout, re.M
+    ), output
     assert tasks_by_prompt(emulator_process.audit())[prompt] == 1  # never paid twice

@@ -100,8 +100,8 @@ def test_no_key_is_written_or_printed_anywhere(emulator: EmulatorProcess, tmp_pa
     first = tmp_path / "requests.yaml"
     first.write_text(yaml.safe_dump({"requests": requests}))
     full = _run_cli(["run", str(first), "--timeout", "120"], env, timeout=240)
-    assert "6/6 materialized" not in full.stdout  # one fails at the provider, on purpose
-    assert "5/6 materialized" in full.stdout, full.stdout + full.stderr
+    assert "6/7 materialized" not in full.stdout  # one fails at the provider, on purpose
+    assert "5/7 materialized, 1 rejected" in full.stdout, full.stdout + full.stderr
     # The provider refuses a key (401): the error path most likely to echo one.
     refused = tmp_path / "refused.yaml"
     refused.write_text(yaml.safe_dump({"requests": [{"id": "refused", "prompt": "y"}]}))
