@@ -10,10 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from dagster import DagsterInstance, serialize_value
 
 from ..servers import EmulatorProcess
 
@@ -22,10 +27,13 @@ __all__ = [
     "EmulatorProcess",
     "final_path_problems",
     "record_figures",
+    "run_cli",
+    "secrets_left",
     "tasks_by_prompt",
 ]
 
 FIGURES: dict[str, dict[str, Any]] = {}
+REPO = Path(__file__).resolve().parents[2]
 
 
 def record_figures(section: str, **figures: Any) -> None:
@@ -87,3 +95,46 @@ def wait_until(check: Any, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(0.1)
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``omni-assets ARGS`` as its own process with exactly ``env``, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "omni_assets.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass(frozen=True)
+class SecretsLeft:
+    """Where any of the needles was found, and how much was searched."""
+
+    hits: list[str]
+    runs_searched: int
+    files_searched: int
+
+
+def secrets_left(home: Path, storage: Path, output: str, needles: list[str]) -> SecretsLeft:
+    """Search every file under ``home`` and ``storage``, the processes' ``output``, and every
+    run record and event the Dagster instance at ``home`` reads back, for each needle."""
+    hits: list[str] = []
+    files = sorted(p for root in (home, storage) for p in root.rglob("*") if p.is_file())
+    for path in files:
+        data = path.read_bytes()
+        hits += [f"{path}: {n}" for n in needles if n.encode() in data]
+    hits += [f"output: {n}" for n in needles if n in output]
+    with DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        for run in runs:
+            text = serialize_value(run) + "".join(
+                serialize_value(e) for e in instance.all_logs(run.run_id)
+            )
+            hits += [f"run {run.run_id}: {n}" for n in needles if n in text]
+    return SecretsLeft(hits, len(runs), len(files))

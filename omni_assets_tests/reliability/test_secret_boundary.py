@@ -16,8 +16,6 @@ import json
 import logging
 import os
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ from urllib.parse import quote
 
 import pytest
 import yaml
-from dagster import DagsterInstance, EnvVar, serialize_value
+from dagster import EnvVar
 
 from omni_assets.emulator.video import render_mp4
 from omni_assets.pipeline.poll import poll_in_flight
@@ -43,11 +41,10 @@ from omni_assets.settings import Settings
 
 from ..hostile import HostileServer, Reply
 from ..test_providers_support import FAST
-from .harness import record_figures
+from .harness import record_figures, run_cli, secrets_left
 
 pytestmark = pytest.mark.reliability
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL = "Omni-Flash-Ext"
 
 
@@ -143,26 +140,6 @@ def _clean_env(home: Path, storage: Path) -> dict[str, str]:
     }
 
 
-def _run_cli(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
-    return subprocess.run(
-        [sys.executable, "-m", "omni_assets.cli", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def _hits(root: Path, needles: list[str]) -> list[str]:
-    found = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        found += [f"{path}: {n}" for n in needles if n.encode() in data]
-    return found
-
-
 def _needles(key: str) -> list[str]:
     return [key, key.rsplit("-", 1)[1]]
 
@@ -182,7 +159,7 @@ def test_a_provider_echoing_the_key_everywhere_leaves_no_trace(
     ]
     path = tmp_path / "requests.yaml"
     path.write_text(yaml.safe_dump({"requests": requests}))
-    done = _run_cli(["run", str(path), "--timeout", "90"], env, timeout=180)
+    done = run_cli(["run", str(path), "--timeout", "90"], env, timeout=180)
     output = done.stdout + done.stderr
     assert "1/3 materialized" in done.stdout, output[-4000:]
     # The attack happened: the key went out, and came back in every answer.
@@ -196,23 +173,16 @@ def test_a_provider_echoing_the_key_everywhere_leaves_no_trace(
     assert "***" in errors["refused"] and "***" in errors["fails"]  # redacted, not dropped
 
     needles = _needles(key)
-    hits = _hits(home, needles) + _hits(storage, needles)
-    hits += [f"output: {n}" for n in needles if n in output]
-    with DagsterInstance.from_config(str(home)) as instance:
-        runs = instance.get_runs()
-        for run in runs:
-            text = serialize_value(run) + "".join(
-                serialize_value(e) for e in instance.all_logs(run.run_id)
-            )
-            hits += [f"run {run.run_id}: {n}" for n in needles if n in text]
+    left = secrets_left(home, storage, output, needles)
+    hits = left.hits
     record_figures(
         "secret_boundary",
         echoed_into=6,  # code, type, message, X-Request-Id, failed task's error, a status line
-        runs_searched=len(runs),
-        files_searched=sum(1 for r in (home, storage) for p in r.rglob("*") if p.is_file()),
+        runs_searched=left.runs_searched,
+        files_searched=left.files_searched,
         leaked=len(hits),
     )
-    assert runs
+    assert left.runs_searched
     assert not hits, "\n".join(hits)
 
 
@@ -343,7 +313,7 @@ def test_the_cli_refuses_a_mis_pasted_key_before_anything(
     }
     path = tmp_path / "requests.yaml"
     path.write_text(yaml.safe_dump({"requests": [{"id": "a", "prompt": "x", "model": MODEL}]}))
-    done = _run_cli(["run", str(path), "--timeout", "20"], env, timeout=120)
+    done = run_cli(["run", str(path), "--timeout", "20"], env, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "APIMART_API_KEY holds a line break" in done.stderr
     assert "LEAKCHECK" not in done.stdout + done.stderr

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from dagster import DagsterInstance, EnvVar, serialize_value
+from dagster import EnvVar
 
 from omni_assets.providers import PROVIDER_NAMES
 from omni_assets.providers.env import API_KEY_ENV, BASE_URL_ENV
@@ -29,37 +27,15 @@ from omni_assets.resources import provider_resources
 from omni_assets.settings import Settings
 
 from ..pipeline_env import DEMO_DIR
-from .harness import EmulatorProcess, record_figures
+from .harness import EmulatorProcess, record_figures, run_cli, secrets_left
 
 pytestmark = pytest.mark.reliability
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     with EmulatorProcess(tmp_path_factory.mktemp("emulator"), generation_seconds=0.3) as emu:
         yield emu
-
-
-def _run_cli(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
-    return subprocess.run(
-        [sys.executable, "-m", "omni_assets.cli", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def _hits(root: Path, needles: list[bytes]) -> list[str]:
-    found = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        found += [f"{path}: {n.decode()}" for n in needles if n in data]
-    return found
 
 
 def test_no_key_is_written_or_printed_anywhere(emulator: EmulatorProcess, tmp_path: Path) -> None:
@@ -99,7 +75,7 @@ def test_no_key_is_written_or_printed_anywhere(emulator: EmulatorProcess, tmp_pa
     ]
     first = tmp_path / "requests.yaml"
     first.write_text(yaml.safe_dump({"requests": requests}))
-    full = _run_cli(["run", str(first), "--timeout", "120"], env, timeout=240)
+    full = run_cli(["run", str(first), "--timeout", "120"], env, timeout=240)
     assert "6/7 materialized" not in full.stdout  # one fails at the provider, on purpose
     assert "5/7 materialized, 1 rejected" in full.stdout, full.stdout + full.stderr
     # The provider refuses a key (401): the error path most likely to echo one.
@@ -107,26 +83,15 @@ def test_no_key_is_written_or_printed_anywhere(emulator: EmulatorProcess, tmp_pa
     refused.write_text(yaml.safe_dump({"requests": [{"id": "refused", "prompt": "y"}]}))
     bad_key = f"invalid-sk-LEAKCHECK-apimart-{secrets.token_hex(12)}"
     keys["apimart-refused"] = bad_key
-    rejected = _run_cli(
+    rejected = run_cli(
         ["run", str(refused), "--timeout", "6"], env | {"APIMART_API_KEY": bad_key}, timeout=120
     )
     assert rejected.returncode != 0
 
-    needles = [k.encode() for k in keys.values()] + [
-        k.rsplit("-", 1)[1].encode() for k in keys.values()
-    ]
-    hits = _hits(home, needles) + _hits(storage, needles)
+    needles = [k for key in keys.values() for k in (key, key.rsplit("-", 1)[1])]
     output = full.stdout + full.stderr + rejected.stdout + rejected.stderr
-    hits += [f"output: {n.decode()}" for n in needles if n.decode() in output]
-    runs = 0
-    with DagsterInstance.from_config(str(home)) as instance:
-        for run in instance.get_runs():
-            runs += 1
-            text = serialize_value(run) + "".join(
-                serialize_value(e) for e in instance.all_logs(run.run_id)
-            )
-            hits += [f"run {run.run_id}: {n.decode()}" for n in needles if n.decode() in text]
-    scanned = sum(1 for root in (home, storage) for p in root.rglob("*") if p.is_file())
+    left = secrets_left(home, storage, output, needles)
+    hits, runs, scanned = left.hits, left.runs_searched, left.files_searched
     record_figures(
         "secrets",
         keys=len(keys),
