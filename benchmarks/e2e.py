@@ -175,7 +175,14 @@ def _dagster_home(folder: Path) -> Path:
         "run_coordinator": {
             "module": "dagster.core.run_coordinator",
             "class": "QueuedRunCoordinator",
-            "config": {"max_concurrent_runs": 4, "dequeue_interval_seconds": 1},
+            # As the repository's dagster.yaml: four run slots, launched by four threads (one
+            # launch waits for its run process to load the code location, a few seconds).
+            "config": {
+                "max_concurrent_runs": 4,
+                "dequeue_interval_seconds": 1,
+                "dequeue_use_threads": True,
+                "dequeue_num_workers": 4,
+            },
         },
     }
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
