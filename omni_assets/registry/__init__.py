@@ -254,6 +254,13 @@ class Registry(SpendAndRoutes):
             rows = conn.execute(sa.select(db.history_table).where(h.key == key).order_by(h.id))
             return [db.history_from_row(row) for row in rows]
 
+    def claims(self, key: str) -> int:
+        """How many times ``key`` was claimed for materialization (its ``claimed`` events)."""
+        h = db.history_table.c
+        query = sa.select(sa.func.count()).where(h.key == key, h.event == "claimed")
+        with self._read() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def superseded(self, key: str) -> list[SupersededEntry]:
         """What ``key`` held (fingerprint, task, video) before changed requests replaced it."""
         t = db.superseded_table.c
