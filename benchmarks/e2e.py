@@ -55,11 +55,13 @@ POLL_S = 5
 WALL_TARGET = 1.25
 
 
-def requests_for(n: int) -> list[dict[str, Any]]:
+def requests_for(n: int, prompt: str | None = None) -> list[dict[str, Any]]:
+    """``n`` APIMart requests; ``prompt`` gives them all one prompt (the emulator renders one
+    video per distinct scene, so one prompt is one render instead of ``n``)."""
     return [
         {
             "id": f"e2e-{i:04d}",
-            "prompt": f"benchmark video number {i}",
+            "prompt": prompt or f"benchmark video number {i}",
             "provider": PROVIDER,
             "model": MODEL,
             "duration": 4,

@@ -5,16 +5,18 @@ only the APIMart resource's config differs: ``max_in_flight`` and ``rate_limit_p
 ``BENCH_MAX_IN_FLIGHT`` / ``BENCH_RATE_LIMIT_PER_S`` (the default 20 in flight would make 200
 requests take ten generation times), and polling as often as the sensor ticks. The two jobs run
 in process as shipped; ``BENCH_EXECUTOR=multiprocess`` puts them on Dagster's default
-multiprocess executor instead (``job_executor=None``), a process start more per run.
+multiprocess executor instead (``job_executor=None``), a process start more per run; and
+``OMNI_CELERY_CONFIG`` on Celery workers, as in ``omni_assets.location`` (benchmarks.celery_scale).
 """
 
 from __future__ import annotations
 
 import os
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions
 
 from omni_assets.definitions import build_definitions
+from omni_assets.executors import job_executor_from_env
 from omni_assets.resources import APIMartResource
 from omni_assets.settings import EMULATOR_API_KEY, Settings
 
@@ -34,7 +36,7 @@ def _omni() -> Definitions:
                 rate_limit_per_s=float(os.environ.get("BENCH_RATE_LIMIT_PER_S", "20")),
             )
         },
-        job_executor=None if multiprocess else in_process_executor,
+        job_executor=None if multiprocess else job_executor_from_env(),
     )
 
 

@@ -39,8 +39,13 @@ def request_for(key: str) -> VideoRequest:
     )
 
 
-def create_tasks(base_url: str, n: int, *, concurrency: int = 32) -> list[str]:
-    """Create ``n`` tasks at the emulator's APIMart dialect; returns their task ids."""
+def create_tasks(
+    base_url: str, n: int, *, concurrency: int = 32, prompt: str | None = None
+) -> list[str]:
+    """Create ``n`` tasks at the emulator's APIMart dialect; returns their task ids.
+
+    ``prompt`` gives every task the same one: the emulator then renders one video, not ``n``.
+    """
 
     async def run() -> list[str]:
         semaphore = asyncio.Semaphore(concurrency)
@@ -48,7 +53,7 @@ def create_tasks(base_url: str, n: int, *, concurrency: int = 32) -> list[str]:
         async with aiohttp.ClientSession(base_url=base_url, connector=connector) as session:
 
             async def one(i: int) -> str:
-                body = {"model": MODEL, "prompt": f"benchmark task {i}", "duration": 6}
+                body = {"model": MODEL, "prompt": prompt or f"benchmark task {i}", "duration": 6}
                 async with (
                     semaphore,
                     session.post("/apimart/v1/videos/generations", json=body, headers=AUTH) as r,

@@ -48,7 +48,9 @@ BIN = Path(sys.executable).parent
 class CeleryDeployment:
     """The profile's processes on fresh state: a new database on ``postgres``, a new prefix in
     ``s3``'s bucket. ``visibility_timeout_s`` shortens the profile's (so a test does not wait
-    15 minutes for a killed worker's step); ``extra_env`` reaches every process."""
+    15 minutes for a killed worker's step); ``extra_env`` reaches every process; ``location``
+    is the code location module the code server serves and the workers load (a module outside
+    the installed packages needs its folder on ``PYTHONPATH`` in ``extra_env``)."""
 
     def __init__(
         self,
@@ -60,8 +62,10 @@ class CeleryDeployment:
         emulator_url: str,
         visibility_timeout_s: float | None = None,
         extra_env: dict[str, str] | None = None,
+        location: str = "omni_assets.location",
     ) -> None:
         self.root = root
+        self.location = location
         self.redis = redis
         self.s3 = s3
         self.database = f"omni_celery_{uuid.uuid4().hex[:8]}"
@@ -123,9 +127,13 @@ class CeleryDeployment:
         return path
 
     def write_requests(self, requests: list[dict[str, Any]]) -> None:
-        """Add ``requests`` to the requests file (the requests sensor registers them)."""
+        """Add ``requests`` to the requests file (the requests sensor registers them).
+
+        Written whole and renamed into place: a sensor tick never reads half a file."""
         self.requests += requests
-        self.requests_path.write_text(yaml.safe_dump({"requests": self.requests}))
+        partial = self.requests_path.with_suffix(".partial")
+        partial.write_text(yaml.safe_dump({"requests": self.requests}))
+        partial.replace(self.requests_path)
 
     def _machine(self, name: str) -> dict[str, str]:
         """A directory of its own for one process: cwd, TMPDIR and DAGSTER_HOME."""
@@ -148,7 +156,7 @@ class CeleryDeployment:
         self.code_server = ChildProcess(
             [
                 str(BIN / "dagster"),
-                *("api", "grpc", "--module-name", "omni_assets.location"),
+                *("api", "grpc", "--module-name", self.location),
                 *("--host", "127.0.0.1", "--port", str(self.code_port)),
             ],
             self.root / "code_server.log",
@@ -180,7 +188,7 @@ class CeleryDeployment:
                 str(BIN / "dagster-celery"),
                 *("worker", "start", "-y", str(self.celery_config), "-A", "dagster_celery.app"),
                 # Loads the code location at start: a step never waits for that import.
-                *("--includes", "omni_assets.location"),
+                *("--includes", self.location),
                 *("--name", name, "--loglevel", "INFO", "--"),
                 *("--pool=solo", "--without-gossip", "--without-mingle"),
             ],
