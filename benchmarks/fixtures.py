@@ -40,12 +40,20 @@ def request_for(key: str) -> VideoRequest:
 
 
 def create_tasks(
-    base_url: str, n: int, *, concurrency: int = 32, prompt: str | None = None
+    base_url: str,
+    n: int,
+    *,
+    concurrency: int = 32,
+    prompt: str | None = None,
+    api_key: str | None = None,
 ) -> list[str]:
     """Create ``n`` tasks at the emulator's APIMart dialect; returns their task ids.
 
     ``prompt`` gives every task the same one: the emulator then renders one video, not ``n``.
+    ``api_key``: the account they belong to (the emulator shows a task only to its own key),
+    e.g. ``EMULATOR_API_KEY`` for tasks a deployment in emulator mode is to poll.
     """
+    auth = {"Authorization": f"Bearer {api_key}"} if api_key else AUTH
 
     async def run() -> list[str]:
         semaphore = asyncio.Semaphore(concurrency)
@@ -56,7 +64,7 @@ def create_tasks(
                 body = {"model": MODEL, "prompt": prompt or f"benchmark task {i}", "duration": 6}
                 async with (
                     semaphore,
-                    session.post("/apimart/v1/videos/generations", json=body, headers=AUTH) as r,
+                    session.post("/apimart/v1/videos/generations", json=body, headers=auth) as r,
                 ):
                     r.raise_for_status()
                     return str((await r.json())["data"][0]["task_id"])

@@ -2,8 +2,8 @@
 
 Only that they run end to end and report their rows is checked here; whether targets are met
 is for the full runs on a quiet machine (a tiny N on a busy CI box says nothing about ratios).
-The daemon and webserver ones (``e2e``, ``scale``) take a minute each even at tiny N, so they are
-only imported and parsed here.
+The daemon, webserver and Celery ones (``e2e``, ``scale``, ``celery_scale``) take a minute or more
+each even at tiny N, so they are only imported and parsed here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 QUICK = ["poll_tick", "submit_rate", "download"]
-ALL = [*QUICK, "e2e", "scale"]
+ALL = [*QUICK, "e2e", "scale", "celery_scale"]
 
 
 @pytest.mark.parametrize("name", QUICK)
