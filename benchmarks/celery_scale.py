@@ -59,7 +59,6 @@ Target: 2 workers >= 1.6x 1 worker.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
 import time
@@ -85,7 +84,7 @@ from omni_assets_tests.servers import (
 )
 
 from .common import Row, Scoreboard, cli, command, parser, seconds
-from .e2e import RATE, TreeCpu, _event_at, _stages_base, _stages_ours, requests_for, run_baseline
+from .e2e import RATE, TreeCpu, _event_at, requests_for, roles_text, run_baseline, stage_rows
 from .fixtures import create_tasks, in_flight_records
 
 REPO = Path(__file__).resolve().parent.parent
@@ -344,20 +343,8 @@ def bench_requests(
     if len(tasks) != n:
         board.add(Row("tasks created (paid)", f"{n}", str(len(tasks)), str(n), "-", "= N", False))
     ours = {"start": start, "records": records, "noticed": noticed}
-    stages_ours = _stages_ours(ours, created, generation)
-    stages_base = _stages_base(base, created, generation)
-    for name, values in stages_ours.items():
-        board.add(
-            Row(
-                f"stage: {name}",
-                f"{n:,} videos",
-                _stage(values),
-                _stage(stages_base[name]) if name in stages_base else "-",
-                "-",
-                "reported",
-                None,
-            )
-        )
+    for row in stage_rows(ours, base, created, generation, n):
+        board.add(row)
     deployment_cpu = sum(s for role, (_, s) in roles.items() if role not in SERVER_ROLES)
     server_cpu = sum(s for role, (_, s) in roles.items() if role in SERVER_ROLES)
     board.add(
@@ -373,17 +360,10 @@ def bench_requests(
             data={"roles": {k: list(v) for k, v in roles.items()}, "script_cpu": base["cpu"]},
         )
     )
-    shown = ", ".join(
-        f"{role} {cpu_s:.1f} s ({count} process{'es' if count > 1 else ''})"
-        for role, (count, cpu_s) in sorted(roles.items())
-    )
+    shown = roles_text(roles)
     board.add(Row("CPU seconds by process", f"{n:,} videos", shown, "-", "-", "reported", None))
     for run in runs:
         print(f"[celery] run: {_run_line(run, start)}")
-
-
-def _stage(values: list[float]) -> str:
-    return f"p50 {statistics.median(values):.1f} s, max {max(values):.1f} s"
 
 
 # -- 2. materialize throughput, 1 worker vs 2 ----------------------------------------------------

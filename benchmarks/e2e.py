@@ -353,20 +353,8 @@ def main(argv: list[str] | None = None) -> int:
             ratio <= WALL_TARGET if args.executor == "in_process" else None,
         )
     )
-    stages_ours = _stages_ours(ours, created, generation)
-    stages_base = _stages_base(base, created, generation)
-    for name in stages_ours:
-        board.add(
-            Row(
-                f"stage: {name}",
-                f"{n} videos",
-                _stage(stages_ours[name]),
-                _stage(stages_base[name]) if name in stages_base else "-",
-                "-",
-                "reported",
-                None,
-            )
-        )
+    for row in stage_rows(ours, base, created, generation, n):
+        board.add(row)
     board.add(
         Row(
             "CPU seconds per video",
@@ -378,14 +366,39 @@ def main(argv: list[str] | None = None) -> int:
             None,
         )
     )
-    roles = ", ".join(
-        f"{role} {seconds:.1f} s ({count} process{'es' if count > 1 else ''})"
-        for role, (count, seconds) in sorted(ours["cpu_roles"].items())
-    )
+    roles = roles_text(ours["cpu_roles"])
     board.add(Row("CPU seconds by process", f"{n} videos", roles, "-", "-", "reported", None))
     for line in ours["runs"]:
         print(f"[e2e] run: {line}")
     return board.finish()
+
+
+def stage_rows(
+    ours: dict[str, Any], base: dict[str, Any], created: dict[str, float], generation: float, n: int
+) -> list[Row]:
+    """One reported row per stage, ours beside the script's (also for benchmarks.celery_scale)."""
+    stages_ours = _stages_ours(ours, created, generation)
+    stages_base = _stages_base(base, created, generation)
+    return [
+        Row(
+            f"stage: {name}",
+            f"{n:,} videos",
+            _stage(values),
+            _stage(stages_base[name]) if name in stages_base else "-",
+            "-",
+            "reported",
+            None,
+        )
+        for name, values in stages_ours.items()
+    ]
+
+
+def roles_text(roles: dict[str, tuple[int, float]]) -> str:
+    """``role 1.2 s (3 processes), ...`` from processes and CPU seconds per role."""
+    return ", ".join(
+        f"{role} {cpu_s:.1f} s ({count} process{'es' if count > 1 else ''})"
+        for role, (count, cpu_s) in sorted(roles.items())
+    )
 
 
 def _stages_ours(
